@@ -1,0 +1,125 @@
+"""Typed settings for every stage, passed in explicitly (no globals).
+
+Each stage owns one dataclass; TrackerConfig groups them. Validation lives in ``validate()`` so the CLI
+and the Python API reject bad values with the same one-line ConfigError.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+from .errors import ConfigError
+
+DEFAULT_DETECTOR = "IDEA-Research/grounding-dino-tiny"
+DEFAULT_SAM2 = "facebook/sam2.1-hiera-tiny"
+
+Device = Literal["auto", "cpu", "cuda"]
+DType = Literal["fp32", "bf16", "fp16"]
+
+
+def _check(cond: bool, msg: str) -> None:
+    if not cond:
+        raise ConfigError(msg)
+
+
+@dataclass
+class DetectorConfig:
+    """Grounding DINO (or any zero-shot detector in transformers) settings."""
+
+    model: str = DEFAULT_DETECTOR
+    box_threshold: float = 0.35
+    text_threshold: float = 0.25
+    max_detections: int = 100
+    nms_iou: float | None = None  # per-class NMS IoU; None = off
+    shortest_edge: int = 800
+    longest_edge: int = 1333
+    max_text_tokens: int = 256  # Grounding DINO's text encoder limit; longer vocabularies are chunked
+
+    def validate(self) -> None:
+        _check(0.0 <= self.box_threshold <= 1.0, f"box threshold must be in [0, 1], got {self.box_threshold}")
+        _check(0.0 <= self.text_threshold <= 1.0, f"text threshold must be in [0, 1], got {self.text_threshold}")
+        _check(self.max_detections >= 1, f"max detections must be >= 1, got {self.max_detections}")
+        _check(self.nms_iou is None or 0.0 < self.nms_iou <= 1.0, f"NMS IoU must be in (0, 1], got {self.nms_iou}")
+        _check(16 <= self.shortest_edge <= self.longest_edge,
+               f"detector input size must satisfy 16 <= shortest <= longest edge, got "
+               f"{self.shortest_edge}/{self.longest_edge}")
+
+
+@dataclass
+class PropagatorConfig:
+    """SAM 2 streaming session settings."""
+
+    model: str = DEFAULT_SAM2
+    max_conditioning_frames: int = 4  # first prompt + most recent ones; bounds memory on long videos
+    fill_hole_area: int = 8  # SAM 2's default post-processing; 0 disables
+    max_sprinkle_area: int = 0  # remove isolated foreground specks up to this area; 0 disables
+    mask_threshold: float = 0.0
+
+    def validate(self) -> None:
+        _check(self.max_conditioning_frames >= 1,
+               f"max conditioning frames must be >= 1, got {self.max_conditioning_frames}")
+        _check(self.fill_hole_area >= 0, f"fill hole area must be >= 0, got {self.fill_hole_area}")
+        _check(self.max_sprinkle_area >= 0, f"max sprinkle area must be >= 0, got {self.max_sprinkle_area}")
+
+
+@dataclass
+class AssociationConfig:
+    """Keyframe detection <-> live track matching and track lifecycle."""
+
+    iou_threshold: float = 0.5  # minimum mask IoU for a match
+    refresh_iou: float = 0.7  # a matched track below this takes the detection mask as a new prompt
+    duplicate_coverage: float = 0.6  # unmatched detection this much inside a live track is ignored
+    class_aware: bool = False
+    max_missed_keyframes: int = 3  # invisible tracks missed this many keyframes in a row are removed
+    max_objects: int | None = None
+
+    def validate(self) -> None:
+        for name in ("iou_threshold", "refresh_iou", "duplicate_coverage"):
+            v = getattr(self, name)
+            _check(0.0 <= v <= 1.0, f"{name.replace('_', ' ')} must be in [0, 1], got {v}")
+        _check(self.max_missed_keyframes >= 1,
+               f"max missed keyframes must be >= 1, got {self.max_missed_keyframes}")
+        _check(self.max_objects is None or self.max_objects >= 1,
+               f"max objects must be >= 1, got {self.max_objects}")
+
+
+@dataclass
+class KeyframeConfig:
+    """When the detector runs."""
+
+    detect_every: int = 10
+    min_gap: int = 2  # adaptive triggers fire at most this often
+    score_trigger: bool = True  # a live track's object score dropping below 0 triggers detection
+    scene_cut_threshold: float | None = 0.5  # histogram distance that counts as a cut; None disables
+
+    def validate(self) -> None:
+        _check(self.detect_every >= 1, f"--detect-every must be >= 1, got {self.detect_every}")
+        _check(self.min_gap >= 1, f"keyframe min gap must be >= 1, got {self.min_gap}")
+        _check(self.scene_cut_threshold is None or 0.0 < self.scene_cut_threshold <= 1.0,
+               f"scene cut threshold must be in (0, 1], got {self.scene_cut_threshold}")
+
+
+@dataclass
+class TrackerConfig:
+    """Everything the Tracker needs; ``mode`` 'auto' means offline for files, live for cameras/streams."""
+
+    detector: DetectorConfig = field(default_factory=DetectorConfig)
+    propagator: PropagatorConfig = field(default_factory=PropagatorConfig)
+    association: AssociationConfig = field(default_factory=AssociationConfig)
+    keyframes: KeyframeConfig = field(default_factory=KeyframeConfig)
+    device: Device = "auto"
+    dtype: DType = "fp32"
+    mode: Literal["auto", "live", "offline"] = "auto"
+
+    def validate(self) -> None:
+        _check(self.device in ("auto", "cpu", "cuda"), f"device must be auto, cpu or cuda, got {self.device!r}")
+        _check(self.dtype in ("fp32", "bf16", "fp16"), f"dtype must be fp32, bf16 or fp16, got {self.dtype!r}")
+        _check(self.mode in ("auto", "live", "offline"), f"mode must be auto, live or offline, got {self.mode!r}")
+        self.detector.validate()
+        self.propagator.validate()
+        self.association.validate()
+        self.keyframes.validate()
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)

@@ -1,0 +1,150 @@
+"""Plain data carried between stages: frames in, detections in the middle, one FrameResult per frame out.
+
+Everything here is numpy so sinks and user code never need torch; the model layer converts at its edge.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Frame:
+    """One decoded frame. ``index`` is the source's frame number (after ``start``, before ``stride``)."""
+
+    index: int
+    timestamp: float
+    image: np.ndarray  # H x W x 3, RGB, uint8, C-contiguous
+
+    @property
+    def height(self) -> int:
+        return int(self.image.shape[0])
+
+    @property
+    def width(self) -> int:
+        return int(self.image.shape[1])
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    """What a source knows about itself before decoding; unknown fields are None (live streams)."""
+
+    name: str
+    uri: str
+    width: int | None = None
+    height: int | None = None
+    fps: float | None = None
+    frame_count: int | None = None
+    is_live: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "uri": self.uri,
+            "width": self.width,
+            "height": self.height,
+            "fps": self.fps,
+            "frame_count": self.frame_count,
+            "is_live": self.is_live,
+        }
+
+
+@dataclass
+class Detections:
+    """Detector output for one frame, in pixel coordinates of that frame.
+
+    ``class_ids`` index the prompt's class names (position in the prompt); ``labels`` are those names.
+    """
+
+    boxes: np.ndarray  # N x 4 float32, xyxy
+    scores: np.ndarray  # N float32
+    class_ids: np.ndarray  # N int64
+    labels: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.boxes = np.asarray(self.boxes, dtype=np.float32).reshape(-1, 4)
+        self.scores = np.asarray(self.scores, dtype=np.float32).reshape(-1)
+        self.class_ids = np.asarray(self.class_ids, dtype=np.int64).reshape(-1)
+        n = len(self.boxes)
+        if not (len(self.scores) == len(self.class_ids) == n and len(self.labels) in (0, n)):
+            raise ValueError("Detections fields disagree in length")
+
+    def __len__(self) -> int:
+        return len(self.boxes)
+
+    @classmethod
+    def empty(cls) -> "Detections":
+        return cls(np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros(0, np.int64), [])
+
+    def select(self, keep: np.ndarray) -> "Detections":
+        keep = np.asarray(keep)
+        idx = np.flatnonzero(keep) if keep.dtype == bool else keep.astype(np.int64)
+        return Detections(self.boxes[idx], self.scores[idx], self.class_ids[idx],
+                          [self.labels[i] for i in idx] if self.labels else [])
+
+
+@dataclass
+class FrameResult:
+    """Everything known about one decoded frame after tracking.
+
+    Invariants (kept by the pipeline, relied on by sinks): masks do not overlap, track ids are >= 1 and unique
+    within the frame, arrays share their first dimension.
+    """
+
+    frame_index: int
+    timestamp: float
+    height: int
+    width: int
+    track_ids: np.ndarray  # N int64, >= 1
+    masks: np.ndarray  # N x H x W bool
+    boxes: np.ndarray  # N x 4 float32 xyxy (tight box of the mask)
+    scores: np.ndarray  # N float32
+    class_ids: np.ndarray  # N int64
+    class_names: list[str]
+    image: np.ndarray | None = None  # the RGB frame, kept only when a sink needs pixels
+    is_keyframe: bool = False
+
+    def __post_init__(self) -> None:
+        self.track_ids = np.asarray(self.track_ids, dtype=np.int64).reshape(-1)
+        n = len(self.track_ids)
+        self.masks = np.asarray(self.masks, dtype=bool).reshape(n, self.height, self.width)
+        self.boxes = np.asarray(self.boxes, dtype=np.float32).reshape(n, 4)
+        self.scores = np.asarray(self.scores, dtype=np.float32).reshape(n)
+        self.class_ids = np.asarray(self.class_ids, dtype=np.int64).reshape(n)
+        if len(self.class_names) != n:
+            raise ValueError("FrameResult.class_names must have one entry per track")
+
+    def __len__(self) -> int:
+        return len(self.track_ids)
+
+    @classmethod
+    def empty(cls, frame_index: int, timestamp: float, height: int, width: int,
+              image: np.ndarray | None = None) -> "FrameResult":
+        return cls(frame_index, timestamp, height, width, np.zeros(0, np.int64),
+                   np.zeros((0, height, width), bool), np.zeros((0, 4), np.float32),
+                   np.zeros(0, np.float32), np.zeros(0, np.int64), [], image)
+
+    def label_map(self, dtype: np.dtype | type = np.int32) -> np.ndarray:
+        """H x W array: track id per pixel, 0 for background (masks are non-overlapping by invariant)."""
+        out = np.zeros((self.height, self.width), dtype=dtype)
+        for tid, mask in zip(self.track_ids, self.masks):
+            out[mask] = tid
+        return out
+
+    def to_supervision(self) -> Any:
+        """The frame as ``supervision.Detections`` (supervision is optional, imported only here)."""
+        try:
+            import supervision as sv
+        except ImportError as exc:  # pragma: no cover - exercised only without supervision
+            raise ImportError("to_supervision() needs supervision: pip install supervision") from exc
+        return sv.Detections(
+            xyxy=self.boxes.astype(np.float32),
+            mask=self.masks,
+            confidence=self.scores,
+            class_id=self.class_ids,
+            tracker_id=self.track_ids,
+            data={"class_name": np.array(self.class_names, dtype=object).astype(str)},
+        )
