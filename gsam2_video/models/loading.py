@@ -1,0 +1,82 @@
+"""One loading path for hub ids, save_pretrained directories and the offline HF cache.
+
+Users pass the same string everywhere; transformers resolves it against a local directory first, then the
+HF cache, then the hub. When none of those has the weights (typically offline) we raise one ModelError that
+names the model and how to get it, instead of transformers' multi-line OSError.
+"""
+
+from __future__ import annotations
+
+import os
+from contextlib import AbstractContextManager, nullcontext
+from pathlib import Path
+from typing import Any, TypeVar
+
+import torch
+
+from ..errors import ConfigError, ModelError
+
+M = TypeVar("M")
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    """'auto' picks CUDA when available; asking for CUDA without it is a clear error, not a silent CPU run."""
+    if isinstance(device, torch.device):
+        return device
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise ConfigError(f"device {device!r} requested but CUDA is not available on this machine")
+        return torch.device(device)
+    if device == "cpu":
+        return torch.device("cpu")
+    raise ConfigError(f"device must be auto, cpu or cuda[:N], got {device!r}")
+
+
+def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype | None:
+    """Autocast dtype for a run, or None for plain fp32.
+
+    Weights stay fp32 and reduced precision comes from autocast: SAM 2's memory attention and Grounding
+    DINO's deformable attention keep fp32 where their authors do, and a CPU run can still use bf16.
+    """
+    if dtype == "fp32":
+        return None
+    if dtype == "bf16":
+        return torch.bfloat16
+    if dtype == "fp16":
+        if device.type != "cuda":
+            raise ConfigError("dtype fp16 needs a CUDA device; use bf16 or fp32 on CPU")
+        return torch.float16
+    raise ConfigError(f"dtype must be fp32, bf16 or fp16, got {dtype!r}")
+
+
+def autocast(device: torch.device, dtype: torch.dtype | None) -> AbstractContextManager[Any]:
+    """Autocast context for ``dtype`` on ``device`` (a no-op for fp32)."""
+    if dtype is None:
+        return nullcontext()
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def _offline() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes")
+
+
+def missing_weights_message(kind: str, name_or_path: str, cause: BaseException) -> str:
+    """The one line users see when a model cannot be found locally or fetched."""
+    if Path(name_or_path).expanduser().exists():
+        return f"cannot load {kind} from {name_or_path}: {str(cause).splitlines()[0] if str(cause) else type(cause).__name__}"
+    how = (f"download it on a connected machine (huggingface-cli download {name_or_path}) and copy the HF cache "
+           f"here, or pass a local directory written by save_pretrained")
+    where = "offline and not in the local Hugging Face cache" if _offline() else "not found locally and the hub is unreachable"
+    return f"cannot load {kind} {name_or_path!r}: {where}; {how}"
+
+
+def from_pretrained(cls: type[M], name_or_path: str | os.PathLike[str], *, kind: str, **kwargs: Any) -> M:
+    """``cls.from_pretrained`` with the project's error contract; never enables trust_remote_code."""
+    name = str(name_or_path)
+    kwargs.setdefault("trust_remote_code", False)
+    try:
+        return cls.from_pretrained(name, **kwargs)  # type: ignore[attr-defined]
+    except (OSError, ValueError, EnvironmentError) as exc:
+        raise ModelError(missing_weights_message(kind, name, exc)) from exc
