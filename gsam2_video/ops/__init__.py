@@ -1,4 +1,4 @@
-"""Mask and attention ops with a torch reference (the CPU path and the test oracle).
+"""Mask, attention and frame ops with a torch reference (the CPU path and the test oracle).
 
 Each op dispatches to a CuPy/CUDA kernel from ``gsam2_video.kernels`` when its inputs are CUDA tensors and
 CuPy is installed; ``GSAM2_FORCE_TORCH=1`` forces the reference everywhere.
@@ -7,6 +7,12 @@ CuPy is installed; ``GSAM2_FORCE_TORCH=1`` forces the reference everywhere.
 from __future__ import annotations
 
 from .connected_components import connected_components
+from .deformable_attention import multi_scale_deformable_attention
 from .mask_iou import mask_coverage_matrix, mask_iou_matrix
+from .preprocess import IMAGENET_MEAN, IMAGENET_STD, preprocess_frames
+from .rle import rle_encode
 
-__all__ = ["connected_components", "mask_coverage_matrix", "mask_iou_matrix"]
+__all__ = [
+    "IMAGENET_MEAN", "IMAGENET_STD", "connected_components", "mask_coverage_matrix", "mask_iou_matrix",
+    "multi_scale_deformable_attention", "preprocess_frames", "rle_encode",
+]
