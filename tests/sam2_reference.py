@@ -1,0 +1,178 @@
+"""Meta's SAM 2 (PyPI sam2==1.1.0) as a test oracle: random-weight models and a predictor run per call pattern.
+
+Why here and not in the package: the reference implementation is only ever a yardstick for tests. Building
+it from Meta's own hydra configs (with the input size reduced for speed) means the oracle is exactly what
+users of facebookresearch/sam2 run; our converter then maps the same random weights into transformers.
+
+Prompts are described once (``Prompt``) and replayed on both sides. Meta's predictor is driven the way a
+streaming caller would drive it: each object's prompt is registered at its frame and propagation resumes
+from there, so no object exists (and leaves memories) before its first prompt. Registering every prompt up
+front instead would make Meta track each object *backwards in time* from frame 0 to its first prompt (as
+memories from the future), which no streaming tracker can reproduce.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+HYDRA_CONFIGS = {
+    "tiny": "configs/sam2.1/sam2.1_hiera_t.yaml",
+    "small": "configs/sam2.1/sam2.1_hiera_s.yaml",
+    "base-plus": "configs/sam2.1/sam2.1_hiera_b+.yaml",
+    "large": "configs/sam2.1/sam2.1_hiera_l.yaml",
+}
+
+
+def meta_overrides(image_size: int, fill_hole_area: int = 0) -> list[str]:
+    """Hydra overrides: Meta's video-predictor post-processing flags, at a reduced input size."""
+    feat = image_size // 16
+    return [
+        "++model._target_=sam2.sam2_video_predictor.SAM2VideoPredictor",
+        f"++model.image_size={image_size}",
+        f"++model.memory_attention.layer.self_attention.feat_sizes=[{feat},{feat}]",
+        f"++model.memory_attention.layer.cross_attention.feat_sizes=[{feat},{feat}]",
+        # what build_sam2_video_predictor(apply_postprocessing=True) adds
+        "++model.sam_mask_decoder_extra_args.dynamic_multimask_via_stability=true",
+        "++model.sam_mask_decoder_extra_args.dynamic_multimask_stability_delta=0.05",
+        "++model.sam_mask_decoder_extra_args.dynamic_multimask_stability_thresh=0.98",
+        "++model.binarize_mask_from_pts_for_mem_enc=true",
+        f"++model.fill_hole_area={fill_hole_area}",
+    ]
+
+
+def build_meta_predictor(size: str = "tiny", image_size: int = 256, seed: int = 0,
+                         fill_hole_area: int = 0, weight_noise: float = 0.0):
+    """Meta's SAM2VideoPredictor with random weights (Meta's own init, seeded), eval mode, CPU.
+
+    ``weight_noise`` > 0 adds seeded Gaussian noise (relative to each tensor's std, or absolute for
+    constant tensors) so that parameters Meta initialises to constants (zeros, ones, 1e-6 layer scales)
+    take part in the comparison too.
+    """
+    import sam2  # noqa: F401  (initialises hydra's config module)
+    from hydra import compose
+    from hydra.utils import instantiate
+    from omegaconf import OmegaConf
+
+    cfg = compose(config_name=HYDRA_CONFIGS[size], overrides=meta_overrides(image_size, fill_hole_area))
+    OmegaConf.resolve(cfg)
+    torch.manual_seed(seed)
+    model = instantiate(cfg.model, _recursive_=True)
+    if weight_noise > 0:
+        gen = torch.Generator().manual_seed(seed + 1)
+        with torch.no_grad():
+            for p in model.parameters():
+                std = float(p.std()) if p.numel() > 1 else 0.0
+                scale = weight_noise * (std if std > 1e-3 else 0.05)
+                p.add_(torch.randn(p.shape, generator=gen) * scale)
+    return model.eval()
+
+
+def read_frames(video: Path, count: int, stride: int = 1) -> list[np.ndarray]:
+    """``count`` RGB uint8 frames (every ``stride``-th) decoded with PyAV."""
+    import av
+
+    frames: list[np.ndarray] = []
+    with av.open(str(video)) as container:
+        for i, frame in enumerate(container.decode(video=0)):
+            if i % stride == 0:
+                frames.append(frame.to_ndarray(format="rgb24"))
+            if len(frames) == count:
+                break
+    if len(frames) < count:
+        raise ValueError(f"{video} has only {len(frames)} frames at stride {stride}, wanted {count}")
+    return frames
+
+
+def write_jpeg_folder(frames: Sequence[np.ndarray], folder: Path) -> list[np.ndarray]:
+    """Write frames as Meta's ``<index>.jpg`` folder; return the frames as decoded back from those JPEGs.
+
+    Both sides must see identical pixels, so the caller feeds the decoded JPEGs (not the originals) to ours.
+    """
+    from PIL import Image
+
+    folder.mkdir(parents=True, exist_ok=True)
+    decoded = []
+    for i, frame in enumerate(frames):
+        path = folder / f"{i:05d}.jpg"
+        Image.fromarray(frame).save(path, quality=95)
+        decoded.append(np.array(Image.open(path).convert("RGB")))
+    return decoded
+
+
+@dataclass(frozen=True)
+class Prompt:
+    """One prompt: a box (x0, y0, x1, y1 in video pixels) or a boolean mask (H x W), for ``obj_id`` at ``frame``."""
+
+    frame: int
+    obj_id: int
+    box: tuple[float, float, float, float] | None = None
+    mask: np.ndarray | None = field(default=None, compare=False)
+
+
+@dataclass
+class MetaRun:
+    """Per-frame outputs of Meta's predictor: low-res logits (N x 1 x h x w), video-res logits, object scores."""
+
+    obj_ids: dict[int, list[int]]
+    low_res: dict[int, torch.Tensor]
+    video_res: dict[int, torch.Tensor]
+    object_scores: dict[int, torch.Tensor]
+
+
+@torch.inference_mode()
+def run_meta(predictor, frames_dir: Path, prompts: Sequence[Prompt], num_frames: int) -> MetaRun:
+    """Run Meta's predictor on a JPEG folder, prompting each frame's objects when the stream reaches it."""
+    state = predictor.init_state(video_path=str(frames_dir))
+    by_frame: dict[int, list[Prompt]] = {}
+    for p in prompts:
+        by_frame.setdefault(p.frame, []).append(p)
+    starts = sorted(by_frame)
+    run = MetaRun({}, {}, {}, {})
+    for i, start in enumerate(starts):
+        for p in by_frame[start]:
+            if p.box is not None:
+                predictor.add_new_points_or_box(state, frame_idx=start, obj_id=p.obj_id,
+                                                box=np.asarray(p.box, dtype=np.float32))
+            else:
+                predictor.add_new_mask(state, frame_idx=start, obj_id=p.obj_id, mask=torch.from_numpy(p.mask))
+        stop = starts[i + 1] - 1 if i + 1 < len(starts) else num_frames - 1
+        for frame_idx, obj_ids, video_res in predictor.propagate_in_video(
+                state, start_frame_idx=start, max_frame_num_to_track=stop - start):
+            run.obj_ids[frame_idx] = list(obj_ids)
+            run.video_res[frame_idx] = video_res.clone()
+    # low-res logits and object scores as stored in Meta's per-object output dicts
+    for frame_idx, ids in run.obj_ids.items():
+        lows, scores = [], []
+        for obj_id in ids:
+            out_dict = state["output_dict_per_obj"][state["obj_id_to_idx"][obj_id]]
+            out = out_dict["cond_frame_outputs"].get(frame_idx) or out_dict["non_cond_frame_outputs"][frame_idx]
+            lows.append(out["pred_masks"])
+            scores.append(out["object_score_logits"].reshape(-1))
+        run.low_res[frame_idx] = torch.cat(lows, 0).clone()
+        run.object_scores[frame_idx] = torch.cat(scores, 0).clone()
+    return run
+
+
+def meta_preprocessed(frames_dir: Path, image_size: int) -> tuple[torch.Tensor, int, int]:
+    """Meta's own preprocessing of a JPEG folder (PIL bicubic resize, ImageNet normalisation)."""
+    from sam2.utils.misc import load_video_frames
+
+    images, h, w = load_video_frames(str(frames_dir), image_size, offload_video_to_cpu=True,
+                                     compute_device=torch.device("cpu"))
+    return images, h, w
+
+
+def mask_iou(a: torch.Tensor, b: torch.Tensor) -> float:
+    """IoU of two boolean masks; two empty masks agree perfectly (1.0)."""
+    inter = (a & b).sum().item()
+    union = (a | b).sum().item()
+    return 1.0 if union == 0 else inter / union
+
+
+__all__ = ["Prompt", "MetaRun", "build_meta_predictor", "read_frames", "write_jpeg_folder", "run_meta",
+           "meta_preprocessed", "mask_iou", "meta_overrides", "HYDRA_CONFIGS"]
