@@ -73,6 +73,7 @@ class AssociationConfig:
     class_aware: bool = False
     max_missed_keyframes: int = 3  # invisible tracks missed this many keyframes in a row are removed
     max_objects: int | None = None
+    iou_max_side: int = 256  # masks are compared at a resolution whose long side is at most this
 
     def validate(self) -> None:
         for name in ("iou_threshold", "refresh_iou", "duplicate_coverage"):
@@ -82,6 +83,7 @@ class AssociationConfig:
                f"max missed keyframes must be >= 1, got {self.max_missed_keyframes}")
         _check(self.max_objects is None or self.max_objects >= 1,
                f"max objects must be >= 1, got {self.max_objects}")
+        _check(self.iou_max_side >= 16, f"association IoU max side must be >= 16, got {self.iou_max_side}")
 
 
 @dataclass
