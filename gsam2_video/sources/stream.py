@@ -1,0 +1,207 @@
+"""Network streams (rtsp, rtmp, http(s), udp, tcp, srt) through PyAV, read on a background thread.
+
+Connecting happens in the constructor with bounded timeouts, so an unreachable URL fails fast with one line.
+The reader then demuxes and decodes packet by packet (a bad packet is counted, not fatal). When the stream
+ends or breaks it is re-opened with exponential backoff (:mod:`.reconnect`); a clean end of a non-live
+stream just ends iteration. Timestamps are pts * time_base relative to the first frame, re-based after a
+reconnect (or a pts jump backwards, e.g. MPEG-TS wrap-around) so they stay strictly increasing across the
+whole session. Frame ``index`` counts every frame received since opening, so gaps show dropped frames.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from fractions import Fraction
+from typing import Any
+
+import numpy as np
+
+from ..errors import SourceError
+from ..types import Frame, VideoInfo
+from .base import FrameSource, Selection
+from .reconnect import ReconnectPolicy, reconnect
+
+LOG = logging.getLogger("gsam2_video")
+
+MAX_CONSECUTIVE_DECODE_ERRORS = 50
+
+
+@dataclass
+class _Connection:
+    """One open container plus the frames decoded while checking it delivers pictures."""
+
+    container: Any
+    stream: Any
+    packets: Iterator[Any]
+    held: list[Any] = field(default_factory=list)
+
+    def close(self) -> None:
+        try:
+            self.container.close()
+        except Exception:  # noqa: BLE001 - closing a broken connection must not mask the real problem
+            pass
+
+
+def _reason(exc: BaseException, open_timeout: float) -> str:
+    import av
+
+    if isinstance(exc, av.error.ExitError):
+        return f"no data within {open_timeout:g} s"
+    if isinstance(exc, ConnectionRefusedError):
+        return "connection refused"
+    text = getattr(exc, "strerror", None) or str(exc)
+    return str(text).split(": '", 1)[0].strip() or type(exc).__name__
+
+
+class StreamSource(FrameSource):
+    """A network stream; ``live`` keeps only the newest frame (see :class:`FrameSource`)."""
+
+    def __init__(self, url: str, *, name: str, uri: str, live: bool, selection: Selection = Selection(),
+                 prefetch: int = 8, open_timeout: float = 10.0, read_timeout: float = 10.0,
+                 reconnect_policy: ReconnectPolicy = ReconnectPolicy(),
+                 av_options: dict[str, str] | None = None) -> None:
+        for label, value in (("open timeout", open_timeout), ("read timeout", read_timeout)):
+            if not value > 0:
+                raise SourceError(f"{name}: {label} must be > 0 s, got {value!r}")
+        self.url = url
+        self.open_timeout = float(open_timeout)
+        self.read_timeout = float(read_timeout)
+        self.reconnect_policy = reconnect_policy
+        options = dict(av_options or {})
+        if url.lower().startswith("rtsp") and "rtsp_transport" not in options:
+            options["rtsp_transport"] = "tcp"  # UDP RTP loses packets on busy links; TCP is the safe default
+        self.av_options = options
+        self._display = name
+        self._connection: _Connection | None = self._connect()
+        stream = self._connection.stream
+        first = self._connection.held[0]
+        rate = stream.average_rate or stream.guessed_rate or stream.base_rate
+        fps = float(rate) / selection.stride if rate else None
+        frames = int(stream.frames or 0)
+        info = VideoInfo(name=name, uri=uri, width=int(first.width), height=int(first.height), fps=fps,
+                         frame_count=selection.count(frames) if (frames and not live) else None,
+                         is_live=live)
+        super().__init__(info, selection, live=live, prefetch=prefetch)
+        self._join_timeout = self.read_timeout + 2.0
+
+    # -- connecting --------------------------------------------------------------------------------------
+    def _connect(self) -> _Connection:
+        """Open the URL and decode up to the first frame; SourceError with one line if that fails."""
+        import av
+
+        try:
+            container = av.open(self.url, options=self.av_options,
+                                timeout=(self.open_timeout, self.read_timeout), metadata_errors="ignore")
+        except (av.error.FFmpegError, OSError) as exc:
+            raise SourceError(f"{self._display}: cannot open stream ({_reason(exc, self.open_timeout)})") \
+                from None
+        connection: _Connection | None = None
+        try:
+            if not container.streams.video:
+                raise SourceError(f"{self._display}: stream has no video")
+            stream = container.streams.video[0]
+            connection = _Connection(container, stream, container.demux(stream))
+            for packet in connection.packets:
+                if packet.size == 0 and packet.dts is None:
+                    break
+                try:
+                    connection.held.extend(stream.decode(packet))
+                except av.error.InvalidDataError:
+                    continue  # joined mid-GOP: wait for a decodable picture
+                if connection.held:
+                    return connection
+            raise SourceError(f"{self._display}: stream ended before its first frame")
+        except (av.error.FFmpegError, OSError) as exc:
+            container.close()
+            raise SourceError(f"{self._display}: stream delivered no frame "
+                              f"({_reason(exc, self.read_timeout)})") from None
+        except BaseException:
+            container.close()
+            raise
+
+    def _release(self) -> None:
+        if self._connection is not None:
+            self._connection.close()
+            self._connection = None
+
+    # -- reading -----------------------------------------------------------------------------------------
+    def _produce(self, stop: threading.Event) -> Iterator[Frame]:
+        import av
+
+        sel = self.selection
+        step = 1.0 / self.info.fps / sel.stride if self.info.fps else 1.0 / 30.0
+        position = 0
+        last_ts = -step  # so the first frame of the session is stamped 0.0
+        origin: float | None = None  # seconds of the connection's first pts, re-based on reconnect
+        offset = 0.0
+        connection = self._connection
+        while connection is not None and not stop.is_set():
+            self._connection = connection
+            failure: BaseException | None = None
+            origin = None
+            offset = last_ts + step
+            consecutive = 0
+            try:
+                pending = list(connection.held)
+                connection.held.clear()
+                packets = connection.packets
+                while not stop.is_set():
+                    if pending:
+                        frames, pending = pending, []
+                    else:
+                        try:
+                            packet = next(packets)
+                        except StopIteration:
+                            break
+                        try:
+                            frames = connection.stream.decode(packet)
+                            consecutive = 0
+                        except av.error.InvalidDataError as exc:
+                            self._stats["decode_errors"] += 1
+                            consecutive += 1
+                            if consecutive > MAX_CONSECUTIVE_DECODE_ERRORS:
+                                raise SourceError(f"{self.name}: {consecutive} packets in a row failed to "
+                                                  f"decode ({exc})") from None
+                            continue
+                    for frame in frames:
+                        seconds = None
+                        if frame.pts is not None:
+                            seconds = float(frame.pts * (frame.time_base or Fraction(1, 90000)))
+                        if seconds is None:
+                            timestamp = last_ts + step
+                        else:
+                            if origin is None or offset + seconds - origin <= last_ts - 1.0:
+                                origin, offset = seconds, last_ts + step  # first frame, or pts jumped back
+                            timestamp = offset + seconds - origin
+                            if timestamp <= last_ts:
+                                timestamp = last_ts + step / 1000.0
+                        last_ts = timestamp
+                        if sel.wanted(position):
+                            image = np.ascontiguousarray(frame.to_ndarray(format="rgb24"))
+                            yield Frame(position, timestamp, image)
+                        position += 1
+                        last = sel.last_position
+                        if last is not None and position > last:
+                            return
+            except (av.error.FFmpegError, OSError, SourceError) as exc:
+                failure = exc
+            finally:
+                connection.close()
+                self._connection = None
+            if stop.is_set():
+                return
+            if failure is None and not self.live:
+                return  # a finite stream ended normally
+            what = f"broke ({_reason(failure, self.read_timeout)})" if failure is not None else "ended"
+            LOG.warning("%s: stream %s after %d frames; reconnecting", self.name, what, position)
+            connection = reconnect(self._connect, self.reconnect_policy, stop, self.name)
+            if connection is not None:
+                self._stats["reconnects"] += 1
+            elif not stop.is_set():
+                self._stats["stream_lost"] = 1
+                LOG.warning("%s: stream lost: could not reconnect (%d attempts, %.0f s budget); ending after "
+                            "%d frames", self.name, self.reconnect_policy.max_attempts,
+                            self.reconnect_policy.max_total_s, position)
