@@ -1,0 +1,132 @@
+"""The Sink interface every output writer implements, and the per-frame view all writers share.
+
+Why one shared view: the formats must agree with each other. Every mask writer (DAVIS PNGs, YouTube-VIS RLE,
+MOTS) and the box writer take a frame's tracks from :func:`visible_tracks`, so they all apply the same rules:
+
+* masks are made non-overlapping: a pixel claimed by several tracks goes to the highest score (ties: the
+  lower track id), the invariant the pipeline already promises, enforced again here so a file can never
+  break a reader such as TrackEval that rejects overlaps;
+* a track is *visible* in a frame iff its (non-overlapping) mask has at least one pixel; invisible tracks are
+  written nowhere for that frame (null in tracks.json, no line in mots.txt / mot.txt, 0 in the PNG);
+* a box is the tight box of the written mask, ``x, y, w, h`` in 0-based pixel units (COCO convention:
+  ``w = last column - first column + 1``), so a box never disagrees with its mask.
+
+Category ids in files are 1-based (``class_id + 1``), as in COCO, YouTube-VIS and MOTS, where 0 means
+background.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..errors import OutputError
+from ..types import FrameResult, VideoInfo
+
+
+class Sink(ABC):
+    """One output format. Called from a single thread: open, write once per frame in order, close or abort."""
+
+    #: short name used by ``make_sinks`` and in messages ("video", "masks", ...)
+    kind: str = ""
+    #: True when :meth:`write` needs ``FrameResult.image`` (only the annotated video)
+    needs_image: bool = False
+
+    @abstractmethod
+    def open(self, info: VideoInfo, categories: list[str]) -> None:
+        """Start a run; ``categories[i]`` is the name of class id ``i`` (position in the prompt)."""
+
+    @abstractmethod
+    def write(self, result: FrameResult) -> None:
+        """Add one frame's result."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Finish: move the complete output into its final name (atomic rename)."""
+
+    @abstractmethod
+    def abort(self) -> None:
+        """Drop partial output; afterwards no file with a final name exists from this run."""
+
+    @property
+    @abstractmethod
+    def outputs(self) -> list[str]:
+        """Final paths this sink writes (existing only after a successful close)."""
+
+
+@dataclass(frozen=True)
+class VisibleTracks:
+    """The tracks of one frame that have at least one pixel after overlap resolution."""
+
+    track_ids: np.ndarray  # K int64
+    masks: np.ndarray  # K x H x W bool, pairwise disjoint, none empty
+    boxes_xywh: np.ndarray  # K x 4 int64, tight boxes of masks
+    areas: np.ndarray  # K int64 pixel counts
+    scores: np.ndarray  # K float32
+    class_ids: np.ndarray  # K int64 (0-based, position in the prompt)
+
+    def __len__(self) -> int:
+        return len(self.track_ids)
+
+
+def exclusive_masks(masks: np.ndarray, scores: np.ndarray, track_ids: np.ndarray) -> np.ndarray:
+    """Masks with every pixel owned by at most one track: highest score first, ties to the lower id."""
+    masks = np.asarray(masks, dtype=bool)
+    if len(masks) < 2 or not (masks.sum(axis=0, dtype=np.int32) > 1).any():
+        return masks
+    order = np.lexsort((track_ids, -scores.astype(np.float64)))
+    out = np.zeros_like(masks)
+    taken = np.zeros(masks.shape[1:], dtype=bool)
+    for i in order:
+        out[i] = masks[i] & ~taken
+        taken |= out[i]
+    return out
+
+
+def tight_boxes_xywh(masks: np.ndarray) -> np.ndarray:
+    """K x 4 int64 ``x, y, w, h`` of non-empty masks."""
+    boxes = np.zeros((len(masks), 4), dtype=np.int64)
+    for k, m in enumerate(masks):
+        rows = np.flatnonzero(m.any(axis=1))
+        cols = np.flatnonzero(m.any(axis=0))
+        boxes[k] = (cols[0], rows[0], cols[-1] - cols[0] + 1, rows[-1] - rows[0] + 1)
+    return boxes
+
+
+def check_result(result: FrameResult, kind: str) -> None:
+    """Reject results the formats cannot represent, with one line naming the frame and the problem."""
+    if len(result) and int(result.track_ids.min()) < 1:
+        raise OutputError(f"{kind} output: frame {result.frame_index} has track id "
+                          f"{int(result.track_ids.min())}; track ids must be >= 1 (0 is background)")
+    if len(np.unique(result.track_ids)) != len(result):
+        raise OutputError(f"{kind} output: frame {result.frame_index} repeats a track id")
+    if len(result) and int(result.class_ids.min()) < 0:
+        raise OutputError(f"{kind} output: frame {result.frame_index} has negative class id "
+                          f"{int(result.class_ids.min())}")
+
+
+def visible_tracks(result: FrameResult, kind: str = "sink") -> VisibleTracks:
+    """The frame's non-overlapping, non-empty tracks with their tight boxes (see the module docstring)."""
+    check_result(result, kind)
+    masks = exclusive_masks(result.masks, result.scores, result.track_ids)
+    areas = masks.sum(axis=(1, 2), dtype=np.int64)
+    keep = areas > 0
+    masks = masks[keep]
+    return VisibleTracks(
+        track_ids=result.track_ids[keep],
+        masks=masks,
+        boxes_xywh=tight_boxes_xywh(masks),
+        areas=areas[keep],
+        scores=result.scores[keep],
+        class_ids=result.class_ids[keep],
+    )
+
+
+def category_id(class_id: int, categories: list[str], kind: str) -> int:
+    """1-based category id of a 0-based class id, checked against the run's categories."""
+    if not 0 <= class_id < len(categories):
+        raise OutputError(f"{kind} output: class id {class_id} is not one of the {len(categories)} "
+                          f"categories given at open ({', '.join(categories) or 'none'})")
+    return class_id + 1

@@ -1,0 +1,131 @@
+"""``masks/00000.png, ...``: one DAVIS-style label PNG per frame.
+
+Format: the file name is the frame's source index zero-padded to 5 digits; pixel value = track id, 0 =
+background; masks are non-overlapping (see :mod:`.base`). Every decoded frame gets a file, empty frames an
+all-zero one, as DAVIS expects. PNGs are indexed-colour (mode "P") with the DAVIS palette (the PASCAL VOC
+colour map), so they open coloured in any viewer and ``np.array(Image.open(p))`` gives the ids.
+
+Track ids above 255 do not fit a palette PNG. Rule: **per run, one format.** While every id seen is <= 255
+the run is written as palette PNGs. When the first id > 255 arrives, the PNGs already written (they are
+still in the hidden temporary folder) are rewritten as 16-bit grayscale PNGs (PIL mode "I;16") and the
+rest of the run follows in 16-bit. A finished ``masks/`` folder therefore holds one format only, and
+``np.array(Image.open(p))`` returns exact ids in both. Why not switch per frame: a folder mixing uint8 and
+uint16 files surprises tools that read the first file to decide the dtype; the one-off rewrite costs a few
+milliseconds per earlier frame, once per run. Ids above 65535 cannot be stored and raise OutputError.
+
+The folder is built as a hidden temporary folder next to ``masks/`` and renamed into place by
+:meth:`DavisSink.close`; :meth:`DavisSink.abort` deletes it, so an interrupted run leaves no ``masks/``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from ..errors import OutputError
+from ..types import FrameResult, VideoInfo
+from .atomic import make_partial_dir, remove_quietly, replace_dir
+from .base import Sink, visible_tracks
+
+MAX_PALETTE_ID = 255
+MAX_16BIT_ID = 65535
+
+
+def davis_palette() -> list[int]:
+    """The DAVIS / PASCAL VOC palette as 768 ints (r, g, b per index): bits of the index spread over the
+    high bits of the three channels, so nearby ids get clearly different colours and 0 is black."""
+    pal: list[int] = []
+    for index in range(256):
+        r = g = b = 0
+        code = index
+        for shift in range(7, -1, -1):
+            r |= (code & 1) << shift
+            g |= ((code >> 1) & 1) << shift
+            b |= ((code >> 2) & 1) << shift
+            code >>= 3
+        pal += [r, g, b]
+    return pal
+
+
+def mask_file_name(frame_index: int) -> str:
+    return f"{frame_index:05d}.png"
+
+
+class DavisSink(Sink):
+    """Writes ``<out_dir>/<folder>/<frame:05d>.png`` label maps; see the module docstring for the format."""
+
+    kind = "masks"
+    needs_image = False
+
+    def __init__(self, out_dir: str | os.PathLike[str], folder: str = "masks", compress_level: int = 3) -> None:
+        self.final = Path(out_dir) / folder
+        self.compress_level = compress_level
+        self._palette = davis_palette()
+        self._tmp: Path | None = None
+        self._sixteen_bit = False
+        self._written: list[str] = []
+
+    @property
+    def outputs(self) -> list[str]:
+        return [str(self.final)]
+
+    @property
+    def sixteen_bit(self) -> bool:
+        """True once this run switched to 16-bit PNGs (an id above 255 appeared)."""
+        return self._sixteen_bit
+
+    def open(self, info: VideoInfo, categories: list[str]) -> None:
+        self._tmp = make_partial_dir(self.final)
+        self._sixteen_bit = False
+        self._written = []
+
+    def write(self, result: FrameResult) -> None:
+        if self._tmp is None:
+            raise OutputError("masks output: write() called before open() or after close()")
+        tracks = visible_tracks(result, self.kind)
+        max_id = int(tracks.track_ids.max()) if len(tracks) else 0
+        if max_id > MAX_16BIT_ID:
+            raise OutputError(f"masks output: track id {max_id} in frame {result.frame_index} exceeds 65535, "
+                              f"the largest value a 16-bit PNG can hold")
+        if max_id > MAX_PALETTE_ID and not self._sixteen_bit:
+            self._switch_to_16_bit()
+        labels = np.zeros((result.height, result.width), np.uint16 if self._sixteen_bit else np.uint8)
+        for tid, mask in zip(tracks.track_ids, tracks.masks):
+            labels[mask] = tid
+        name = mask_file_name(result.frame_index)
+        self._save(labels, self._tmp / name)
+        self._written.append(name)
+
+    def _save(self, labels: np.ndarray, path: Path) -> None:
+        if labels.dtype == np.uint8:
+            img = Image.fromarray(labels)
+            img.putpalette(self._palette)
+        else:
+            img = Image.fromarray(labels.astype(np.uint16))
+        img.save(path, format="PNG", compress_level=self.compress_level)
+
+    def _switch_to_16_bit(self) -> None:
+        assert self._tmp is not None
+        for name in self._written:
+            path = self._tmp / name
+            with Image.open(path) as img:
+                labels = np.array(img)
+            self._save(labels.astype(np.uint16), path)
+        self._sixteen_bit = True
+
+    def close(self) -> None:
+        if self._tmp is None:
+            return
+        tmp, self._tmp = self._tmp, None
+        try:
+            replace_dir(tmp, self.final)
+        except OutputError:
+            remove_quietly(tmp)
+            raise
+
+    def abort(self) -> None:
+        tmp, self._tmp = self._tmp, None
+        remove_quietly(tmp)

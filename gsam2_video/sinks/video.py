@@ -1,0 +1,174 @@
+"""``video.mp4``: the annotated video (coloured masks, boxes, "id label score"), H.264 through PyAV.
+
+Encoding: libx264, yuv420p (plays everywhere), ``+faststart`` (playable while downloading). The stream rate
+is the source fps (30 when the source does not know it, e.g. some live streams); each frame's presentation
+time is the result's own timestamp relative to the first frame, on a 1/90000 s clock, so variable-frame-rate
+sources, strides and dropped live frames keep their real timing. A timestamp that does not increase is moved
+one clock tick after the previous one (MP4 needs strictly increasing times). yuv420p needs even width and
+height: an odd dimension is padded by one row/column repeating the edge pixels, nothing is cropped.
+
+The file is written under a hidden temporary name and renamed to ``video.mp4`` at close; abort deletes it.
+A run that produced no frame writes no video (an MP4 without frames is not a playable file).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..drawing import annotate
+from ..errors import OutputError
+from ..types import FrameResult, VideoInfo
+from .atomic import fsync_path, partial_path, remove_quietly
+from .base import Sink
+
+log = logging.getLogger(__name__)
+
+DEFAULT_FPS = 30.0
+CLOCK = Fraction(1, 90000)
+
+
+def _stream_rate(fps: float | None) -> Fraction:
+    if fps is None or not math.isfinite(fps) or fps <= 0:
+        fps = DEFAULT_FPS
+    return Fraction(fps).limit_denominator(1001)
+
+
+class VideoSink(Sink):
+    """Draws each result on its frame and encodes it; ``needs_image`` asks the pipeline to keep pixels."""
+
+    kind = "video"
+    needs_image = True
+
+    def __init__(self, out_dir: str | os.PathLike[str], file_name: str = "video.mp4", *, crf: int = 23,
+                 preset: str = "veryfast", alpha: float = 0.5, draw_boxes: bool = True,
+                 draw_labels: bool = True) -> None:
+        self.final = Path(out_dir) / file_name
+        self.crf = crf
+        self.preset = preset
+        self.alpha = alpha
+        self.draw_boxes = draw_boxes
+        self.draw_labels = draw_labels
+        self._rate = Fraction(30)
+        self._open = False
+        self._tmp: Path | None = None
+        self._container: Any = None
+        self._stream: Any = None
+        self._t0: float | None = None
+        self._last_pts = -1
+        self._frames = 0
+
+    @property
+    def outputs(self) -> list[str]:
+        return [str(self.final)]
+
+    @property
+    def frames_encoded(self) -> int:
+        return self._frames
+
+    def open(self, info: VideoInfo, categories: list[str]) -> None:
+        self._rate = _stream_rate(info.fps)
+        self._open = True
+        self._t0 = None
+        self._last_pts = -1
+        self._frames = 0
+
+    def _start(self, height: int, width: int) -> None:
+        import av
+
+        self._tmp = partial_path(self.final)
+        try:
+            self._container = av.open(str(self._tmp), mode="w", format="mp4",
+                                      options={"movflags": "+faststart"})
+            stream = self._container.add_stream("libx264", rate=self._rate)
+            stream.width = width + width % 2
+            stream.height = height + height % 2
+            stream.pix_fmt = "yuv420p"
+            stream.time_base = CLOCK
+            stream.codec_context.time_base = CLOCK
+            stream.options = {"crf": str(self.crf), "preset": self.preset}
+            self._stream = stream
+        except (OSError, av.FFmpegError) as err:
+            self._discard()
+            raise OutputError(f"cannot start {self.final}: {err}") from err
+
+    def _pts(self, timestamp: float) -> int:
+        if self._t0 is None:
+            self._t0 = timestamp if math.isfinite(timestamp) else 0.0
+        if math.isfinite(timestamp):
+            pts = int(round((timestamp - self._t0) / CLOCK))
+        else:
+            pts = self._last_pts + int(round(1 / (self._rate * CLOCK)))
+        pts = max(pts, self._last_pts + 1)
+        self._last_pts = pts
+        return pts
+
+    def write(self, result: FrameResult) -> None:
+        import av
+
+        if not self._open:
+            raise OutputError("video output: write() called before open() or after close()")
+        if result.image is None:
+            raise OutputError(f"video output: frame {result.frame_index} carries no image; the pipeline must "
+                              f"keep frame pixels when the video sink is on")
+        if self._container is None:
+            self._start(result.height, result.width)
+        rgb = annotate(result.image, result, alpha=self.alpha, boxes=self.draw_boxes, labels=self.draw_labels)
+        pad_h, pad_w = self._stream.height - rgb.shape[0], self._stream.width - rgb.shape[1]
+        if pad_h < 0 or pad_w < 0 or pad_h > 1 or pad_w > 1:
+            raise OutputError(f"video output: frame {result.frame_index} is {rgb.shape[1]}x{rgb.shape[0]}, but "
+                              f"the video started at {self._stream.width}x{self._stream.height}")
+        if pad_h or pad_w:
+            rgb = np.pad(rgb, ((0, pad_h), (0, pad_w), (0, 0)), mode="edge")
+        frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
+        frame.pts = self._pts(float(result.timestamp))
+        frame.time_base = CLOCK
+        try:
+            for packet in self._stream.encode(frame):
+                self._container.mux(packet)
+        except av.FFmpegError as err:
+            raise OutputError(f"cannot encode frame {result.frame_index} into {self.final}: {err}") from err
+        self._frames += 1
+
+    def close(self) -> None:
+        import av
+
+        if not self._open:
+            return
+        self._open = False
+        if self._container is None:
+            log.warning("no frames were written; %s not created", self.final)
+            return
+        try:
+            for packet in self._stream.encode(None):
+                self._container.mux(packet)
+            self._container.close()
+            self._container = None
+            assert self._tmp is not None
+            fsync_path(self._tmp)
+            os.replace(self._tmp, self.final)
+            self._tmp = None
+        except (OSError, av.FFmpegError) as err:
+            self._discard()
+            raise OutputError(f"cannot finish {self.final}: {err}") from err
+
+    def abort(self) -> None:
+        self._open = False
+        self._discard()
+
+    def _discard(self) -> None:
+        if self._container is not None:
+            try:
+                self._container.close()
+            except Exception:  # noqa: BLE001 - closing a half-written container may fail; the file goes anyway
+                pass
+            self._container = None
+        self._stream = None
+        remove_quietly(self._tmp)
+        self._tmp = None

@@ -1,0 +1,198 @@
+"""AsyncWriter: one background thread feeds every sink, so PNG/H.264/RLE encoding overlaps model compute.
+
+Why a bounded queue: results carry full-size masks (and the RGB frame for the video sink). If the writers
+fall behind, an unbounded queue would grow without limit; with ``max_queue`` slots, :meth:`AsyncWriter.write`
+blocks once the queue is full (back-pressure) and memory stays O(max_queue frames). The time the pipeline
+spends blocked is reported as ``blocked_seconds`` so a slow disk shows up in run.json.
+
+Errors: the first exception raised by a sink stops all writing; later :meth:`write` calls raise it at once (so
+the pipeline stops early) and :meth:`close` re-raises it after aborting every sink. An ``OSError`` (disk full,
+permission) is re-raised as :class:`~gsam2_video.errors.OutputError` naming the sink. Used as a context
+manager, an exception in the ``with`` body aborts the sinks (no final-named output appears), a clean exit
+closes them.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections.abc import Iterable
+from types import TracebackType
+
+from ..errors import ConfigError, OutputError
+from ..types import FrameResult, VideoInfo
+from .base import Sink
+
+_STOP = object()
+_POLL_SECONDS = 0.05
+
+
+def _as_output_error(sink: Sink, err: BaseException) -> BaseException:
+    if isinstance(err, OSError) and not isinstance(err, OutputError):
+        wrapped = OutputError(f"{sink.kind} output ({', '.join(sink.outputs)}): {err.strerror or err}")
+        wrapped.__cause__ = err
+        return wrapped
+    return err
+
+
+class AsyncWriter:
+    """Runs ``sinks`` on one background thread behind a queue of at most ``max_queue`` results."""
+
+    def __init__(self, sinks: Iterable[Sink], max_queue: int = 32) -> None:
+        if max_queue < 1:
+            raise ConfigError(f"writer queue size must be >= 1, got {max_queue}")
+        self.sinks: list[Sink] = list(sinks)
+        self.max_queue = max_queue
+        self._queue: queue.Queue = queue.Queue(maxsize=max_queue)
+        self._thread: threading.Thread | None = None
+        self._error: BaseException | None = None
+        self._discarding = threading.Event()
+        self._state = "new"  # new -> open -> closed | aborted
+        self.frames_written = 0
+        self.blocked_seconds = 0.0
+        self.sink_seconds: dict[str, float] = {s.kind: 0.0 for s in self.sinks}
+
+    @property
+    def needs_image(self) -> bool:
+        """True when some sink draws on the frame, so results must carry ``image``."""
+        return any(s.needs_image for s in self.sinks)
+
+    @property
+    def outputs(self) -> list[str]:
+        return [p for s in self.sinks for p in s.outputs]
+
+    @property
+    def queue_depth(self) -> int:
+        return self._queue.qsize()
+
+    # -- lifecycle -------------------------------------------------------------------------------------------
+    def open(self, info: VideoInfo, categories: list[str]) -> None:
+        """Open every sink in the caller's thread (so a bad output fails before any frame), then start."""
+        if self._state != "new":
+            raise OutputError(f"writer cannot be opened twice (state: {self._state})")
+        opened: list[Sink] = []
+        for sink in self.sinks:
+            try:
+                sink.open(info, list(categories))
+            except BaseException as err:
+                for done in opened:
+                    done.abort()
+                sink.abort()
+                self._state = "aborted"
+                wrapped = _as_output_error(sink, err)
+                if wrapped is err:
+                    raise
+                raise wrapped from err
+            opened.append(sink)
+        self._state = "open"
+        self._thread = threading.Thread(target=self._run, name="gsam2-writer", daemon=True)
+        self._thread.start()
+
+    def write(self, result: FrameResult) -> None:
+        """Queue one result; blocks while the queue is full; raises a sink's earlier error at once."""
+        if self._state != "open":
+            raise OutputError(f"writer is not open (state: {self._state}); call open() first")
+        self._raise_if_failed()
+        start = time.perf_counter()
+        while True:
+            try:
+                self._queue.put(result, timeout=_POLL_SECONDS)
+                break
+            except queue.Full:
+                self._raise_if_failed()
+        self.blocked_seconds += time.perf_counter() - start
+
+    def close(self) -> None:
+        """Flush the queue, join the thread, finish every sink; re-raise the first sink error, if any."""
+        if self._state != "open":
+            return
+        self._stop_thread()
+        if self._error is not None:
+            self._abort_sinks()
+            self._state = "aborted"
+            raise self._error
+        first: BaseException | None = None
+        for sink in self.sinks:
+            start = time.perf_counter()
+            try:
+                sink.close()
+            except BaseException as err:  # noqa: BLE001 - re-raised below after the other sinks finish
+                sink.abort()
+                first = first or _as_output_error(sink, err)
+            self.sink_seconds[sink.kind] += time.perf_counter() - start
+        self._state = "closed"
+        if first is not None:
+            raise first
+
+    def abort(self) -> None:
+        """Stop without finishing: queued results are dropped and every sink deletes its partial output."""
+        if self._state != "open":
+            if self._state == "new":
+                self._state = "aborted"
+            return
+        self._discarding.set()
+        self._drain()
+        self._stop_thread()
+        self._abort_sinks()
+        self._state = "aborted"
+
+    def __enter__(self) -> "AsyncWriter":
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
+
+    # -- worker ----------------------------------------------------------------------------------------------
+    def _run(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is _STOP:
+                return
+            if self._error is not None or self._discarding.is_set():
+                continue  # keep draining so the producer never blocks on a dead consumer
+            for sink in self.sinks:
+                start = time.perf_counter()
+                try:
+                    sink.write(item)
+                except BaseException as err:  # noqa: BLE001 - handed to the caller's thread
+                    self._error = _as_output_error(sink, err)
+                    break
+                finally:
+                    self.sink_seconds[sink.kind] += time.perf_counter() - start
+            else:
+                self.frames_written += 1
+
+    def _raise_if_failed(self) -> None:
+        if self._error is not None:
+            raise self._error
+        if self._thread is not None and not self._thread.is_alive():
+            raise OutputError("writer thread stopped unexpectedly")
+
+    def _stop_thread(self) -> None:
+        assert self._thread is not None
+        while self._thread.is_alive():
+            try:
+                self._queue.put(_STOP, timeout=_POLL_SECONDS)
+                break
+            except queue.Full:
+                continue
+        self._thread.join()
+
+    def _drain(self) -> None:
+        while True:
+            try:
+                self._queue.get_nowait()
+            except queue.Empty:
+                return
+
+    def _abort_sinks(self) -> None:
+        for sink in self.sinks:
+            try:
+                sink.abort()
+            except Exception:  # noqa: BLE001 - abort is best effort; the original error matters
+                pass
