@@ -1,0 +1,16 @@
+"""Dataset generation: label many videos with per-frame masks in YouTube-VOS / YouTube-VIS layouts.
+
+Why a package of its own: turning a folder of videos into a training set is a different job from tracking
+one video. It needs input expansion and manifests (:mod:`.inputs`), a crash-safe on-disk layout that a
+re-run can resume (:mod:`.layout`), per-video object records and filters (:mod:`.record`,
+:mod:`.filters`), and a loop that loads the models once and lets one bad video fail alone
+(:mod:`.runner`). The Tracker itself is reused unchanged.
+"""
+
+from __future__ import annotations
+
+from .filters import Filters
+from .inputs import VideoJob, collect_jobs
+from .layout import DatasetLayout
+
+__all__ = ["DatasetLayout", "Filters", "VideoJob", "collect_jobs"]

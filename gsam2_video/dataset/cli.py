@@ -1,0 +1,127 @@
+"""``gsam2-video dataset INPUT... --out DIR (--prompt TEXT | --manifest FILE)``.
+
+Why the command is split from the main CLI: it has its own inputs, filters and resume rules, while the
+model, device and keyframe options are shared with ``track`` (``add_model_options``), so the two commands
+accept the same spelling for the same thing. Inputs, manifest and filters are all checked before any model
+loads. Exit code 0 when every video is done (or was already), 1 when any video failed, 130 on Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from ..errors import ConfigError
+from .filters import Filters
+from .inputs import JobDefaults, SourceOptions, collect_jobs
+from .layout import DatasetLayout
+from .runner import DatasetRunner, RunnerOptions
+
+EPILOG = """\
+layout of DIR:
+  Annotations/<video>/00000.png  palette PNG per frame (pixel = object id, 0 = background)
+  JPEGImages/<video>/00000.jpg   frames (--save-frames)
+  meta.json                      YouTube-VOS meta: objects per video with category and frames
+  instances.json                 YouTube-VIS annotations (COCO RLE) for the whole set
+  runs/<video>/{objects,run}.json  per-video record and run report
+  failures.jsonl                 videos that failed in the latest run
+Re-running the same command skips finished videos and redoes partial ones.
+
+manifest (.jsonl or .csv): one video per row with 'source' (relative to the manifest), optional
+'prompt', 'name' and overrides: decoder start stride max_frames min_area min_track_length max_objects
+classes, and tracker fields such as detect_every or iou_threshold.
+"""
+
+
+def _int_at_least(low: int):
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be >= {low}, got {value}")
+        return value
+    return parse
+
+
+def add_dataset_parser(subparsers: Any) -> argparse.ArgumentParser:
+    """Register ``dataset`` on the main CLI's subparsers."""
+    from ..cli import add_model_options
+
+    p = subparsers.add_parser(
+        "dataset", help="label many videos into a YouTube-VOS / YouTube-VIS mask dataset (resumable)",
+        description="Track the objects a prompt names through every input video and write per-frame "
+                    "palette masks, meta.json and instances.json. Safe to kill and re-run.",
+        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("inputs", nargs="*", metavar="INPUT",
+                   help="video files, folders of videos (or of frames), globs")
+    p.add_argument("--out", type=Path, required=True, metavar="DIR", help="dataset folder")
+    p.add_argument("--prompt", default=None, help='classes to label, e.g. "person. car." '
+                                                  "(default for manifest rows without one)")
+    p.add_argument("--manifest", type=Path, default=None, metavar="FILE",
+                   help="JSONL or CSV with per-video source, prompt and setting overrides")
+    p.add_argument("--save-frames", action="store_true", help="also write JPEGImages/<video>/<frame>.jpg")
+    p.add_argument("--jpeg-quality", type=_int_at_least(1), default=95, metavar="Q",
+                   help="JPEG quality of saved frames (default 95)")
+    g = p.add_argument_group("filters (per video, after tracking)")
+    g.add_argument("--min-area", type=_int_at_least(0), default=0, metavar="N",
+                   help="drop an object's mask on frames where it has fewer than N pixels")
+    g.add_argument("--min-track-length", type=_int_at_least(1), default=1, metavar="N",
+                   help="drop objects present on fewer than N frames")
+    g.add_argument("--classes", default=None, metavar="A,B",
+                   help="keep only objects of these classes (names from the prompt)")
+    g = p.add_argument_group("decoding")
+    g.add_argument("--decoder", default="av", choices=["av", "decord", "opencv"])
+    g.add_argument("--start", type=_int_at_least(0), default=0, metavar="N", help="first frame index")
+    g.add_argument("--stride", type=_int_at_least(1), default=1, metavar="S", help="label every S-th frame")
+    g.add_argument("--max-frames", type=_int_at_least(1), default=None, metavar="N",
+                   help="label at most N frames per video")
+    g.add_argument("--allow-partial", action="store_true",
+                   help="keep videos that decode only partly (truncated files) instead of failing them")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    add_model_options(p)
+    for action in p._actions:  # the shared option caps live tracks; here it is the per-video object filter
+        if action.dest == "max_objects":
+            action.help = "keep at most N objects per video (longest tracks first)"
+    return p
+
+
+def run_dataset(args: argparse.Namespace) -> int:
+    """Run the ``dataset`` command; returns the exit code (1 if any video failed)."""
+    from ..cli import tracker_config
+
+    if args.manifest is None and not args.inputs:
+        raise ConfigError("dataset needs INPUT paths or --manifest FILE")
+    if args.inputs and not args.prompt:
+        raise ConfigError("inputs given on the command line need --prompt")
+    defaults = JobDefaults(
+        prompt=args.prompt,
+        filters=Filters(min_area=args.min_area, min_track_length=args.min_track_length,
+                        max_objects=args.max_objects, classes=Filters.parse_classes(args.classes)),
+        source=SourceOptions(decoder=args.decoder, start=args.start, stride=args.stride,
+                             max_frames=args.max_frames))
+    jobs = collect_jobs(args.inputs, defaults, args.manifest)
+    config = tracker_config(args)
+    config.association.max_objects = None  # the dataset's --max-objects is a per-video filter
+    config.mode = "offline"
+    model_settings = {k: v for k, v in config.to_json().items() if k != "device"}
+
+    def make_tracker() -> Any:
+        from ..pipeline import Tracker
+
+        return Tracker.from_pretrained(detector=args.detector, sam2=args.sam2, device=args.device,
+                                       dtype=args.dtype, config=config)
+
+    layout = DatasetLayout(args.out)
+    options = RunnerOptions(save_frames=args.save_frames, allow_partial=args.allow_partial,
+                            progress=not args.no_progress, jpeg_quality=args.jpeg_quality)
+    summary = DatasetRunner(make_tracker, layout, options, model_settings).run(jobs)
+    print(f"gsam2-video dataset: {summary.line()} -> {layout.root}", file=sys.stderr)
+    if summary.failed:
+        print(f"gsam2-video dataset: failures listed in {layout.failures_path}", file=sys.stderr)
+    if summary.interrupted:
+        return 130
+    return 1 if summary.failed else 0

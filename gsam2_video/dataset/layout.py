@@ -1,0 +1,292 @@
+"""The dataset folder on disk, and the protocol that makes it crash-safe and resumable.
+
+Layout (YouTube-VOS-like, plus YouTube-VIS instances)::
+
+    DIR/Annotations/<video>/00000.png   palette PNG per frame, pixel = object id (1..K), 0 = background
+    DIR/JPEGImages/<video>/00000.jpg    the frames (--save-frames)
+    DIR/runs/<video>/objects.json       the video's record (see .record); its presence marks the video done
+    DIR/runs/<video>/run.json           versions, source, settings, counters, timings (volatile)
+    DIR/meta.json                       YouTube-VOS meta: per video, objects with category and frames
+    DIR/instances.json                  YouTube-VIS: every finished video, COCO RLE, categories unified by name
+    DIR/failures.jsonl                  one line per video that failed in the latest run (empty if none)
+    DIR/run.json                        the latest run's summary (volatile)
+
+File names are the source frame index (``00000``), as in YouTube-VOS, so a ``--stride`` shows in the names.
+Object ids above 255 switch that video's PNGs to 16-bit (the DAVIS writer's rule).
+
+Crash safety: a video is built in ``DIR/.partial/<video>/`` and published by renames, with the record folder
+``runs/<video>`` moved last. A video counts as done only when its record exists, names the same settings,
+and its folders are in place; anything else is partial and is wiped and redone. Before redoing, the record
+is removed *first*, so no interruption can leave an old record describing new files. The set-wide files are
+rebuilt from the records (sorted by video name) and written atomically at the end of every run, so they
+always describe exactly the finished videos. A lock file keeps two runs from writing one folder.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterable
+
+import numpy as np
+from PIL import Image
+
+from ..errors import OutputError
+from ..sinks.atomic import PARTIAL_TAG, AtomicFile, prepare_output_dir, remove_quietly, replace_dir
+from ..sinks.davis import DavisSink
+from ..sinks.runinfo import write_run_json
+from ..types import VideoInfo
+from .filters import normalise_class
+from .record import VideoRecord, frame_name
+
+RECORD_FILE = "objects.json"
+RUN_FILE = "run.json"
+JPEG_QUALITY = 95
+
+
+def _package_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("gsam2-video")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+def _write_json(path: Path, doc: Any, *, compact: bool = False) -> Path:
+    text = (json.dumps(doc, separators=(",", ":")) if compact else json.dumps(doc, indent=2)) + "\n"
+    out = AtomicFile(path, "w")
+    try:
+        out.write(text)
+    except OSError as err:
+        out.discard()
+        raise OutputError(f"cannot write {path}: {err.strerror or err}") from err
+    return out.commit()
+
+
+class VideoStage:
+    """The temporary folder one video is built in: ``Annotations/``, ``JPEGImages/``, ``record/``."""
+
+    def __init__(self, root: Path, jpeg_quality: int = JPEG_QUALITY) -> None:
+        self.root = root
+        self.jpeg_quality = jpeg_quality
+        self.frames_dir = root / "JPEGImages"
+        self.record_dir = root / "record"
+
+    @property
+    def annotations_dir(self) -> Path:
+        return self.root / "Annotations"
+
+    def save_frame(self, frame_index: int, image: np.ndarray | None) -> None:
+        if image is None:
+            raise OutputError(f"frame {frame_index}: the tracker returned no image to save (--save-frames)")
+        self.frames_dir.mkdir(exist_ok=True)
+        path = self.frames_dir / f"{frame_name(frame_index)}.jpg"
+        try:
+            Image.fromarray(np.ascontiguousarray(image)).save(path, format="JPEG", quality=self.jpeg_quality)
+        except OSError as err:
+            raise OutputError(f"cannot write {path}: {err.strerror or err}") from err
+
+    def write_annotations(self, record: VideoRecord) -> None:
+        """One palette PNG per frame through the DAVIS writer (16-bit when an object id exceeds 255)."""
+        sink = DavisSink(self.root, folder="Annotations")
+        sink.open(VideoInfo(record.name, record.name, record.width, record.height), [])
+        try:
+            for pos in range(record.length):
+                sink.write(record.frame_result(pos))
+        except BaseException:
+            sink.abort()
+            raise
+        sink.close()
+
+    def write_record(self, record: VideoRecord, report: dict[str, Any]) -> None:
+        self.record_dir.mkdir(exist_ok=True)
+        _write_json(self.record_dir / RECORD_FILE, record.to_json(), compact=True)
+        write_run_json(self.record_dir / RUN_FILE, report)
+
+
+class DatasetLayout:
+    """Paths of a dataset folder and the publish / resume / rebuild operations on it."""
+
+    def __init__(self, root: str | os.PathLike[str]) -> None:
+        self.root = Path(root)
+        self.annotations = self.root / "Annotations"
+        self.images = self.root / "JPEGImages"
+        self.runs = self.root / "runs"
+        self.staging = self.root / ".partial"
+        self.meta_path = self.root / "meta.json"
+        self.instances_path = self.root / "instances.json"
+        self.failures_path = self.root / "failures.jsonl"
+        self.run_path = self.root / RUN_FILE
+
+    # -- setup ---------------------------------------------------------------------------------------------
+    @contextmanager
+    def locked(self) -> Iterator["DatasetLayout"]:
+        """Hold ``DIR/.lock`` for the duration of a run (released by the OS even on SIGKILL)."""
+        prepare_output_dir(self.root)
+        fh = open(self.root / ".lock", "a+")
+        try:
+            try:
+                fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                raise OutputError(f"output directory {self.root} is in use by another gsam2-video dataset run") \
+                    from None
+            yield self
+        finally:
+            fh.close()
+
+    def prepare(self) -> None:
+        """Create the folders and remove debris an interrupted run left (temporary files and folders)."""
+        for folder in (self.root, self.annotations, self.runs):
+            try:
+                folder.mkdir(parents=True, exist_ok=True)
+            except OSError as err:
+                raise OutputError(f"cannot create {folder}: {err.strerror or err}") from err
+        remove_quietly(self.staging)
+        for folder in (self.root, self.annotations, self.images, self.runs):
+            if folder.is_dir():
+                for entry in folder.iterdir():
+                    if entry.name.startswith(".") and PARTIAL_TAG in entry.name:
+                        remove_quietly(entry)
+
+    # -- per video -----------------------------------------------------------------------------------------
+    def record_path(self, name: str) -> Path:
+        return self.runs / name / RECORD_FILE
+
+    def load_record(self, name: str) -> VideoRecord | None:
+        """The video's record if it exists and reads back; None otherwise (treated as not done)."""
+        path = self.record_path(name)
+        try:
+            doc = json.loads(path.read_text(encoding="utf-8"))
+            return VideoRecord.from_json(doc, str(path))
+        except (OSError, ValueError, OutputError):
+            return None
+
+    def is_done(self, name: str, settings: dict[str, Any], save_frames: bool) -> bool:
+        """True when the video finished earlier with exactly these settings and all its folders exist."""
+        record = self.load_record(name)
+        if record is None or record.settings != settings:
+            return False
+        if not (self.annotations / name).is_dir():
+            return False
+        return (self.images / name).is_dir() == save_frames
+
+    def has_any(self, name: str) -> bool:
+        return any(p.exists() for p in (self.runs / name, self.annotations / name, self.images / name))
+
+    def discard(self, name: str) -> None:
+        """Remove every trace of a video, record first (see the module docstring)."""
+        remove_quietly(self.runs / name)
+        for folder in (self.annotations / name, self.images / name, self.staging / name):
+            remove_quietly(folder)
+
+    def stage(self, name: str, jpeg_quality: int = JPEG_QUALITY) -> VideoStage:
+        """A fresh, empty temporary folder for the video."""
+        folder = self.staging / name
+        remove_quietly(folder)
+        try:
+            folder.mkdir(parents=True)
+        except OSError as err:
+            raise OutputError(f"cannot create {folder}: {err.strerror or err}") from err
+        return VideoStage(folder, jpeg_quality)
+
+    def publish(self, name: str, stage: VideoStage) -> None:
+        """Move a finished video into place; the record folder goes last and marks it done."""
+        if not stage.annotations_dir.is_dir() or not (stage.record_dir / RECORD_FILE).is_file():
+            raise OutputError(f"{name}: cannot publish an unfinished video")
+        remove_quietly(self.runs / name)
+        replace_dir(stage.annotations_dir, self.annotations / name)
+        if stage.frames_dir.is_dir():
+            self.images.mkdir(exist_ok=True)
+            replace_dir(stage.frames_dir, self.images / name)
+        else:
+            remove_quietly(self.images / name)
+        replace_dir(stage.record_dir, self.runs / name)
+        remove_quietly(stage.root)
+
+    def abandon(self, stage: VideoStage) -> None:
+        remove_quietly(stage.root)
+
+    # -- the whole set -------------------------------------------------------------------------------------
+    def finished_names(self) -> list[str]:
+        """Videos whose record and annotation folder both exist, sorted by name."""
+        if not self.runs.is_dir():
+            return []
+        names = [p.name for p in self.runs.iterdir()
+                 if not p.name.startswith(".") and (p / RECORD_FILE).is_file() and (self.annotations / p.name).is_dir()]
+        return sorted(names)
+
+    def finished_records(self) -> list[VideoRecord]:
+        records = []
+        for name in self.finished_names():
+            record = self.load_record(name)
+            if record is not None:
+                records.append(record)
+        return records
+
+    def write_set_files(self) -> tuple[dict[str, Any], dict[str, Any]]:
+        """Rebuild ``meta.json`` and ``instances.json`` from every finished video; returns both documents."""
+        records = self.finished_records()
+        with_frames = {r.name for r in records if (self.images / r.name).is_dir()}
+        meta = build_meta(records)
+        instances = build_instances(records, with_frames)
+        _write_json(self.meta_path, meta)
+        _write_json(self.instances_path, instances, compact=True)
+        return meta, instances
+
+    def write_failures(self, failures: Iterable[dict[str, Any]]) -> None:
+        text = "".join(json.dumps(f, sort_keys=True) + "\n" for f in failures)
+        out = AtomicFile(self.failures_path, "w")
+        out.write(text)
+        out.commit()
+
+
+def build_meta(records: Iterable[VideoRecord]) -> dict[str, Any]:
+    """YouTube-VOS ``meta.json``: ``{"videos": {video: {"objects": {"1": {"category", "frames"}}}}}``."""
+    videos: dict[str, Any] = {}
+    for r in sorted(records, key=lambda r: r.name):
+        names = r.frame_names
+        videos[r.name] = {"objects": {
+            str(o.object_id): {"category": o.category, "frames": [names[p] for p in sorted(o.frames)]}
+            for o in r.objects}}
+    return {"videos": videos}
+
+
+def build_instances(records: Iterable[VideoRecord], with_frames: set[str]) -> dict[str, Any]:
+    """YouTube-VIS ``instances.json`` for the whole set.
+
+    Categories are every object's category name (normalised) across all videos, sorted, ids 1..C; videos are
+    sorted by name, ids 1..V; annotations follow video then object id. ``file_names`` point into
+    JPEGImages (``<video>/<frame>.jpg``; ``has_frames`` says whether they were saved); ``frame_indices`` give the
+    source frame of each entry and ``object_id`` the pixel value in that video's PNGs.
+    """
+    records = sorted(records, key=lambda r: r.name)
+    names = sorted({normalise_class(o.category) for r in records for o in r.objects})
+    cat_ids = {n: i for i, n in enumerate(names, 1)}
+    videos, annotations = [], []
+    for vid, r in enumerate(records, 1):
+        videos.append({"id": vid, "name": r.name, "width": r.width, "height": r.height, "length": r.length,
+                       "file_names": [f"{r.name}/{n}.jpg" for n in r.frame_names],
+                       "frame_indices": list(r.frame_indices),
+                       "has_frames": r.name in with_frames})
+        for o in r.objects:
+            segs: list[dict[str, Any] | None] = [None] * r.length
+            boxes: list[list[int] | None] = [None] * r.length
+            areas: list[int | None] = [None] * r.length
+            for pos, e in sorted(o.frames.items()):
+                segs[pos] = {"size": [r.height, r.width], "counts": e.counts}
+                boxes[pos] = list(e.box)
+                areas[pos] = e.area
+            annotations.append({"id": len(annotations) + 1, "video_id": vid,
+                                "category_id": cat_ids[normalise_class(o.category)], "object_id": o.object_id,
+                                "track_id": o.track_id, "iscrowd": 0, "height": r.height, "width": r.width,
+                                "segmentations": segs, "bboxes": boxes, "areas": areas,
+                                "score": o.score})
+    return {"info": {"description": "gsam2-video dataset", "generator": f"gsam2-video {_package_version()}"},
+            "licenses": [], "videos": videos,
+            "categories": [{"id": i, "name": n, "supercategory": "object"} for n, i in cat_ids.items()],
+            "annotations": annotations}
