@@ -1,0 +1,337 @@
+"""Keyframe association: which detections continue which live tracks, which are new, which are duplicates.
+
+On a keyframe the detector's masks are compared with the masks SAM 2 propagated for the live tracks. The
+comparison must be cheap (100 tracks x 100 detections well under 5 ms on a CPU), so:
+
+* masks are compared at a working resolution whose long side is at most ``config.iou_max_side`` (masks
+  larger than that are subsampled by an integer stride; SAM 2's 256 x 256 low-res masks pass unchanged);
+* a box prefilter keeps only (track, detection) pairs whose boxes overlap (and, class-aware, share a class);
+  on the CPU the pixel counts of just those pairs are gathered inside their box intersection, so pairs whose
+  boxes don't overlap are never looked at pixel by pixel. When most pairs survive the prefilter, or the masks
+  live on a GPU, the dense :func:`gsam2_video.ops.mask_iou.mask_iou_matrix` /
+  :func:`~gsam2_video.ops.mask_iou.mask_coverage_matrix` ops (CUDA kernel there) are used instead. Both paths
+  give the exact same counts at the working resolution, provided boxes bound their masks;
+* the assignment is optimal (``scipy.optimize.linear_sum_assignment`` maximising total IoU over the pairs at
+  or above ``config.iou_threshold``; sub-threshold pairs are zeroed first so they can never displace a valid
+  match).
+
+Unmatched detections mostly inside a live track (``coverage >= config.duplicate_coverage``) are duplicates or
+parts of it; unmatched detections mostly inside a higher-scoring new detection are duplicates too; the rest
+become new tracks. Matched tracks whose IoU is below ``config.refresh_iou`` drifted and should take the
+detection mask as a new conditioning prompt.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from scipy.optimize import linear_sum_assignment
+
+from ..config import AssociationConfig
+from ..errors import ModelError
+from ..ops._checks import check_masks
+from ..ops.mask_iou import mask_coverage_matrix, mask_iou_matrix
+
+# Sparse gathering costs a few ns per pixel; BLAS dense counting ~0.1 ns per pixel-pair. Prefer dense when the
+# gathered pixels would exceed this fraction of the dense pixel-pairs.
+_DENSE_RATIO = 1.0 / 32.0
+
+
+@dataclass
+class AssociationResult:
+    """Outcome of one keyframe's association. Indices refer to the detection order given to :func:`associate`.
+
+    ``iou`` is T x D (tracks in the order given); pairs rejected by the box prefilter or by class hold 0.
+    ``coverage`` is D x T: the fraction of each detection's pixels inside each track.
+    """
+
+    matches: list[tuple[int, int]] = field(default_factory=list)  # (track_id, det_idx)
+    new: list[int] = field(default_factory=list)  # det indices that become new tracks, best score first
+    duplicates: list[int] = field(default_factory=list)  # det indices ignored (inside a track / a new det)
+    refresh: list[tuple[int, int]] = field(default_factory=list)  # matched but drifted (track_id, det_idx)
+    unmatched_tracks: list[int] = field(default_factory=list)  # track ids
+    iou: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.float32))
+    coverage: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.float32))
+
+
+def associate(
+    track_ids: Sequence[int],
+    track_masks: torch.Tensor,
+    track_boxes: Any,
+    track_classes: Any,
+    det_masks: torch.Tensor,
+    det_boxes: Any,
+    det_classes: Any,
+    config: AssociationConfig,
+    *,
+    det_scores: Any = None,
+    image_size: tuple[int, int] | None = None,
+) -> AssociationResult:
+    """Match this keyframe's detections to the live tracks.
+
+    Args:
+        track_ids: T track ids, in the order of ``track_masks``.
+        track_masks: T x H x W bool/uint8 propagated masks (an invisible track has an empty mask).
+        track_boxes: T x 4 xyxy boxes bounding ``track_masks`` (tight boxes; pixel-edge or inclusive
+            convention both work), or None to compute them from the masks (slower).
+        track_classes: T class ids (used when ``config.class_aware``).
+        det_masks: D x H x W bool/uint8 detection masks, same size as ``track_masks``.
+        det_boxes: D x 4 boxes bounding ``det_masks`` (the mask's tight box: a SAM mask may spill out of the
+            detector's box), or None to compute them.
+        det_classes: D class ids.
+        config: thresholds and the working resolution.
+        det_scores: optional D scores; among overlapping new detections the higher score wins (else the
+            lower index).
+        image_size: (H, W) of the image the boxes are in; None means the boxes are in mask coordinates.
+    """
+    config.validate()
+    tmask = check_masks("track masks", track_masks)
+    dmask = check_masks("detection masks", det_masks)
+    t, d = int(tmask.shape[0]), int(dmask.shape[0])
+    ids = [int(i) for i in track_ids]
+    if len(ids) != t:
+        raise ModelError(f"association got {len(ids)} track ids for {t} track masks")
+    if len(set(ids)) != t:
+        raise ModelError("association got repeated track ids")
+    if tmask.shape[1:] != dmask.shape[1:]:
+        raise ModelError(f"track masks are {tuple(tmask.shape[1:])} but detection masks are "
+                         f"{tuple(dmask.shape[1:])}; give both at one resolution")
+    tcls = _vector("track classes", track_classes, t, np.int64)
+    dcls = _vector("detection classes", det_classes, d, np.int64)
+    dscore = None if det_scores is None else _vector("detection scores", det_scores, d, np.float64)
+
+    h, w = int(tmask.shape[1]), int(tmask.shape[2])
+    stride = max(1, math.ceil(max(h, w) / config.iou_max_side))
+    if stride > 1:
+        tmask, dmask = tmask[:, ::stride, ::stride], dmask[:, ::stride, ::stride]
+    wh, ww = int(tmask.shape[1]), int(tmask.shape[2])
+    # boxes -> working-pixel half-open integer boxes, padded by one pixel against rounding and convention
+    if image_size is None:
+        sx = sy = 1.0 / stride
+    else:
+        sy, sx = (h / float(image_size[0])) / stride, (w / float(image_size[1])) / stride
+    tb = _working_boxes("track boxes", track_boxes, tmask, t, sx, sy, wh, ww)
+    db = _working_boxes("detection boxes", det_boxes, dmask, d, sx, sy, wh, ww)
+
+    cand = _box_overlap(tb, db)  # T x D bool
+    if config.class_aware:
+        cand &= tcls[:, None] == dcls[None, :]
+    ti, di = np.nonzero(cand)
+    inter = np.zeros((t, d), np.float64)
+    tarea = np.zeros(t, np.float64)
+    darea = np.zeros(d, np.float64)
+    if len(ti):
+        if _use_dense(tmask, tb, db, ti, di, t, d, wh * ww):
+            iou_full = mask_iou_matrix(tmask, dmask).cpu().double().numpy()
+            cov_full = mask_coverage_matrix(dmask, tmask).cpu().double().numpy()  # D x T
+            iou = np.where(cand, iou_full, 0.0).astype(np.float32)
+            coverage = np.where(cand.T, cov_full, 0.0).astype(np.float32)
+        else:
+            tnp, dnp = _as_numpy(tmask), _as_numpy(dmask)
+            rows_t, rows_d = np.unique(ti), np.unique(di)
+            tarea[rows_t] = _areas(tnp[rows_t])
+            darea[rows_d] = _areas(dnp[rows_d])
+            inter[ti, di] = _pair_intersections(tnp, dnp, ti, di, tb, db)
+            union = tarea[:, None] + darea[None, :] - inter
+            iou = np.where(union > 0, inter / np.maximum(union, 1), 0.0).astype(np.float32)
+            coverage = np.where(darea[:, None] > 0, inter.T / np.maximum(darea[:, None], 1), 0.0).astype(np.float32)
+    else:
+        iou = np.zeros((t, d), np.float32)
+        coverage = np.zeros((d, t), np.float32)
+
+    result = AssociationResult(iou=iou, coverage=coverage)
+    valid = np.where(iou >= config.iou_threshold, iou, 0.0)
+    matched_t = np.zeros(t, bool)
+    matched_d = np.zeros(d, bool)
+    rows = np.flatnonzero(valid.any(axis=1))
+    cols = np.flatnonzero(valid.any(axis=0))
+    if len(rows):
+        sub = valid[np.ix_(rows, cols)]
+        r, c = linear_sum_assignment(-sub)
+        for i, j in zip(rows[r], cols[c]):
+            if valid[i, j] > 0:
+                matched_t[i] = matched_d[j] = True
+                result.matches.append((ids[i], int(j)))
+                if iou[i, j] < config.refresh_iou:
+                    result.refresh.append((ids[i], int(j)))
+    result.matches.sort(key=lambda m: m[1])
+    result.refresh.sort(key=lambda m: m[1])
+    result.unmatched_tracks = [ids[i] for i in range(t) if not matched_t[i]]
+
+    leftover = [j for j in range(d) if not matched_d[j]]
+    if not leftover:
+        return result
+    covered = coverage[leftover].max(axis=1) if t else np.zeros(len(leftover), np.float32)
+    fresh = []
+    for j, cov in zip(leftover, covered):
+        (result.duplicates if cov >= config.duplicate_coverage else fresh).append(j)
+    if len(fresh) > 1:
+        kept, dups = _dedupe_new(fresh, dmask, db, dcls, dscore, config)
+        fresh = kept
+        result.duplicates = sorted(result.duplicates + dups)
+    elif dscore is not None:
+        fresh = sorted(fresh, key=lambda j: (-dscore[j], j))
+    result.new = fresh
+    return result
+
+
+def _dedupe_new(fresh: list[int], dmask: torch.Tensor, db: np.ndarray, dcls: np.ndarray,
+                dscore: np.ndarray | None, config: AssociationConfig) -> tuple[list[int], list[int]]:
+    """Greedy by score: a new detection overlapping an accepted one (IoU >= threshold, or mostly inside it)
+    is a duplicate. Returns (kept in acceptance order, duplicates)."""
+    order = sorted(fresh, key=lambda j: ((-dscore[j]) if dscore is not None else 0.0, j))
+    sel = np.asarray(order)
+    boxes = db[sel]
+    cand = _box_overlap(boxes, boxes)
+    if config.class_aware:
+        cand &= dcls[sel][:, None] == dcls[sel][None, :]
+    np.fill_diagonal(cand, False)
+    if not cand.any():
+        return order, []
+    masks = _as_numpy(dmask)[sel]
+    ai, bi = np.nonzero(np.triu(cand))
+    n = len(sel)
+    inter = np.zeros((n, n), np.float64)
+    inter[ai, bi] = _pair_intersections(masks, masks, ai, bi, boxes, boxes)
+    inter = np.maximum(inter, inter.T)
+    area = _areas(masks)
+    union = area[:, None] + area[None, :] - inter
+    iou = np.where(union > 0, inter / np.maximum(union, 1), 0.0)
+    cov = np.where(area[:, None] > 0, inter / np.maximum(area[:, None], 1), 0.0)  # row inside column
+    kept: list[int] = []
+    dups: list[int] = []
+    for a in range(n):
+        if any(iou[a, k] >= config.iou_threshold or cov[a, k] >= config.duplicate_coverage for k in kept):
+            dups.append(int(sel[a]))
+        else:
+            kept.append(a)
+    return [int(sel[k]) for k in kept], dups
+
+
+def _vector(name: str, values: Any, n: int, dtype: type) -> np.ndarray:
+    if values is None:
+        return np.zeros(n, dtype)
+    arr = values.detach().cpu().numpy() if isinstance(values, torch.Tensor) else np.asarray(values)
+    arr = arr.reshape(-1).astype(dtype, copy=False)
+    if len(arr) != n:
+        raise ModelError(f"association got {len(arr)} {name} for {n} masks")
+    return arr
+
+
+def _working_boxes(name: str, boxes: Any, masks: torch.Tensor, n: int, sx: float, sy: float,
+                   h: int, w: int) -> np.ndarray:
+    """N x 4 int64 half-open boxes in working pixels, padded by one pixel; empty boxes become (0,0,0,0)."""
+    if boxes is None:
+        return _boxes_from_masks(masks)
+    arr = boxes.detach().cpu().numpy() if isinstance(boxes, torch.Tensor) else np.asarray(boxes)
+    arr = arr.astype(np.float64, copy=False).reshape(-1, 4) if arr.size or n == 0 else arr.reshape(0, 4)
+    if len(arr) != n:
+        raise ModelError(f"association got {len(arr)} {name} for {n} masks")
+    if not np.isfinite(arr).all():
+        raise ModelError(f"association {name} contain NaN or infinite values")
+    empty = (arr[:, 2] <= arr[:, 0]) | (arr[:, 3] <= arr[:, 1])
+    out = np.empty((n, 4), np.int64)
+    out[:, 0] = np.clip(np.floor(arr[:, 0] * sx) - 1, 0, w)
+    out[:, 1] = np.clip(np.floor(arr[:, 1] * sy) - 1, 0, h)
+    out[:, 2] = np.clip(np.ceil(arr[:, 2] * sx) + 1, 0, w)
+    out[:, 3] = np.clip(np.ceil(arr[:, 3] * sy) + 1, 0, h)
+    out[empty] = 0
+    return out
+
+
+def _boxes_from_masks(masks: torch.Tensor) -> np.ndarray:
+    m = _as_numpy(masks)
+    n = len(m)
+    out = np.zeros((n, 4), np.int64)
+    if n == 0:
+        return out
+    rows, cols = m.any(axis=2), m.any(axis=1)
+    present = rows.any(axis=1)
+    h, w = rows.shape[1], cols.shape[1]
+    out[:, 0] = np.argmax(cols, axis=1)
+    out[:, 1] = np.argmax(rows, axis=1)
+    out[:, 2] = w - np.argmax(cols[:, ::-1], axis=1)
+    out[:, 3] = h - np.argmax(rows[:, ::-1], axis=1)
+    out[~present] = 0
+    return out
+
+
+def _box_overlap(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """A x B bool: the half-open integer boxes share at least one pixel."""
+    if not len(a) or not len(b):
+        return np.zeros((len(a), len(b)), bool)
+    x0 = np.maximum(a[:, None, 0], b[None, :, 0])
+    y0 = np.maximum(a[:, None, 1], b[None, :, 1])
+    x1 = np.minimum(a[:, None, 2], b[None, :, 2])
+    y1 = np.minimum(a[:, None, 3], b[None, :, 3])
+    return (x1 > x0) & (y1 > y0)
+
+
+def _use_dense(tmask: torch.Tensor, tb: np.ndarray, db: np.ndarray, ti: np.ndarray, di: np.ndarray,
+               t: int, d: int, pixels: int) -> bool:
+    if tmask.device.type != "cpu":
+        return True
+    w = np.minimum(tb[ti, 2], db[di, 2]) - np.maximum(tb[ti, 0], db[di, 0])
+    h = np.minimum(tb[ti, 3], db[di, 3]) - np.maximum(tb[ti, 1], db[di, 1])
+    gathered = float((w * h).sum())
+    return gathered > _DENSE_RATIO * t * d * pixels
+
+
+def _as_numpy(masks: torch.Tensor) -> np.ndarray:
+    """Contiguous bool numpy view (zero-copy for contiguous CPU tensors)."""
+    return np.ascontiguousarray(masks.detach().cpu().numpy())
+
+
+def _areas(masks: np.ndarray) -> np.ndarray:
+    n = len(masks)
+    packed = np.packbits(masks.reshape(n, -1), axis=1)  # 8 pixels a byte, then a popcount per byte
+    return np.bitwise_count(packed).sum(axis=1, dtype=np.int64).astype(np.float64)
+
+
+def _pair_intersections(a: np.ndarray, b: np.ndarray, ia: np.ndarray, ib: np.ndarray,
+                        ba: np.ndarray, bb: np.ndarray) -> np.ndarray:
+    """|a[ia[p]] & b[ib[p]]| for each candidate pair p, counted only inside the pair's box intersection.
+
+    Pairs are grouped by the size of their intersection box (sizes within 2x of each other share one padded
+    gather), so one large pair does not inflate the work for all the small ones.
+    """
+    n_pairs = len(ia)
+    out = np.zeros(n_pairs, np.float64)
+    h, w = a.shape[1], a.shape[2]
+    x0 = np.maximum(ba[ia, 0], bb[ib, 0])
+    y0 = np.maximum(ba[ia, 1], bb[ib, 1])
+    x1 = np.minimum(ba[ia, 2], bb[ib, 2])
+    y1 = np.minimum(ba[ia, 3], bb[ib, 3])
+    ph, pw = y1 - y0, x1 - x0
+    size = ph * pw
+    order = np.argsort(size, kind="stable")
+    fa = a.reshape(-1)
+    fb = b.reshape(-1)
+    plane = h * w
+    start = 0
+    while start < n_pairs:
+        limit = 2 * max(int(size[order[start]]), 1)
+        stop = start + int(np.searchsorted(size[order[start:]], limit, side="right"))
+        stop = max(stop, start + 1)
+        g = order[start:stop]
+        gh, gw = int(ph[g].max()), int(pw[g].max())
+        ry = np.arange(gh)
+        rx = np.arange(gw)
+        ys = y0[g, None] + ry[None, :]  # G x gh
+        xs = x0[g, None] + rx[None, :]  # G x gw
+        vy = ys < y1[g, None]
+        vx = xs < x1[g, None]
+        ys = np.minimum(ys, h - 1)
+        xs = np.minimum(xs, w - 1)
+        off = ys[:, :, None] * w + xs[:, None, :]  # G x gh x gw
+        sel_a = fa[(ia[g] * plane)[:, None, None] + off]
+        sel_b = fb[(ib[g] * plane)[:, None, None] + off]
+        both = sel_a & sel_b & vy[:, :, None] & vx[:, None, :]
+        out[g] = both.reshape(len(g), -1).view(np.uint8).sum(axis=1, dtype=np.int64)
+        start = stop
+    return out
