@@ -211,6 +211,10 @@ class DatasetLayout:
     def abandon(self, stage: VideoStage) -> None:
         remove_quietly(stage.root)
 
+    def tidy(self) -> None:
+        """Remove the (by now empty) staging folder at the end of a run."""
+        remove_quietly(self.staging)
+
     # -- the whole set -------------------------------------------------------------------------------------
     def finished_names(self) -> list[str]:
         """Videos whose record and annotation folder both exist, sorted by name."""

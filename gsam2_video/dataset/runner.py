@@ -148,6 +148,7 @@ class DatasetRunner:
                 summary.interrupted = True
             finally:
                 bar.close()
+                self.layout.tidy()
                 self.layout.write_set_files()
                 summary.seconds = time.perf_counter() - t0
                 self._write_run(summary, started)
