@@ -130,7 +130,7 @@ def run(folder: Path, out: Path, tracker: ScriptedTracker | None = None, prompt:
     jobs = collect_jobs(inputs or [str(folder)], JobDefaults(prompt=prompt, filters=filters))
     runner = DatasetRunner(make, DatasetLayout(out), RunnerOptions(save_frames=save_frames, progress=False,
                                                                    allow_partial=allow_partial),
-                           {"detector": "scripted"})
+                           {"detector": "scripted", "detector_size": (800, 1333)})  # a tuple, as in asdict()
     return runner.run(jobs), tracker, made
 
 

@@ -13,6 +13,7 @@ worse than a missing one.
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
 import time
@@ -23,6 +24,7 @@ from datetime import datetime, timezone
 from typing import Any, Protocol
 
 from ..errors import Gsam2Error, SourceError
+from ..sinks.runinfo import to_jsonable
 from .inputs import VideoJob
 from .layout import JPEG_QUALITY, DatasetLayout
 from .record import VideoCollector, VideoRecord
@@ -100,7 +102,10 @@ class DatasetRunner:
         self.model_settings = model_settings
 
     def settings(self, job: VideoJob) -> dict[str, Any]:
-        return {**job.settings(), "models": self.model_settings, "save_frames": self.options.save_frames}
+        """The job's output-shaping settings in their JSON form (tuples as lists), as stored in its record, so
+        a re-run compares like with like."""
+        settings = {**job.settings(), "models": self.model_settings, "save_frames": self.options.save_frames}
+        return json.loads(json.dumps(to_jsonable(settings), sort_keys=True))
 
     @property
     def tracker(self) -> TrackerLike:
