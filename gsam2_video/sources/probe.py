@@ -31,6 +31,8 @@ def probe_file(path: Path, name: str) -> "ProbedFile":
         raise SourceError(f"{name}: file is empty (0 bytes)")
     try:
         container = av.open(str(path), metadata_errors="ignore")
+    except av.error.EOFError:
+        raise SourceError(f"{name}: file ends before any video data (no frames, or a cut-off header)") from None
     except (av.error.FFmpegError, OSError, UnicodeDecodeError) as exc:
         raise SourceError(f"{name}: not a readable video ({_reason(exc)})") from None
     try:

@@ -2,8 +2,9 @@
 
 Connecting happens in the constructor with bounded timeouts, so an unreachable URL fails fast with one line.
 The reader then demuxes and decodes packet by packet (a bad packet is counted, not fatal). When the stream
-ends or breaks it is re-opened with exponential backoff (:mod:`.reconnect`); a clean end of a non-live
-stream just ends iteration. Timestamps are pts * time_base relative to the first frame, re-based after a
+ends or breaks in live mode it is re-opened with exponential backoff (:mod:`.reconnect`); a non-live read
+ends at the stream's end (a server closing the connection, which FFmpeg reports as EOF or, for HTTP bodies
+of unknown length, as EIO) and reconnects only after real failures (reset, read timeout, decode collapse). Timestamps are pts * time_base relative to the first frame, re-based after a
 reconnect (or a pts jump backwards, e.g. MPEG-TS wrap-around) so they stay strictly increasing across the
 whole session. Frame ``index`` counts every frame received since opening, so gaps show dropped frames.
 """
@@ -128,73 +129,69 @@ class StreamSource(FrameSource):
             self._connection = None
 
     # -- reading -----------------------------------------------------------------------------------------
-    def _produce(self, stop: threading.Event) -> Iterator[Frame]:
+    def _decoded(self, connection: _Connection, stop: threading.Event,
+                 outcome: list[BaseException | None]) -> Iterator[Any]:
+        """PyAV frames of one connection, decoder drained at the end; ``outcome[0]`` = error that ended it."""
         import av
 
+        yield from connection.held
+        connection.held.clear()
+        consecutive = 0
+        try:
+            for packet in connection.packets:
+                if stop.is_set():
+                    return
+                try:
+                    frames = connection.stream.decode(packet)
+                    consecutive = 0
+                except av.error.InvalidDataError as exc:
+                    self._stats["decode_errors"] += 1
+                    consecutive += 1
+                    if consecutive > MAX_CONSECUTIVE_DECODE_ERRORS:
+                        raise SourceError(f"{self.name}: {consecutive} packets in a row failed to decode "
+                                          f"({_reason(exc, self.read_timeout)})") from None
+                    continue
+                yield from frames
+        except (av.error.FFmpegError, OSError, SourceError) as exc:
+            outcome[0] = exc
+        try:  # frames still inside the decoder (reordering delay) belong to the stream too
+            yield from connection.stream.decode(None)
+        except (av.error.FFmpegError, OSError):
+            pass
+
+    def _produce(self, stop: threading.Event) -> Iterator[Frame]:
         sel = self.selection
         step = 1.0 / self.info.fps / sel.stride if self.info.fps else 1.0 / 30.0
         position = 0
         last_ts = -step  # so the first frame of the session is stamped 0.0
-        origin: float | None = None  # seconds of the connection's first pts, re-based on reconnect
-        offset = 0.0
         connection = self._connection
         while connection is not None and not stop.is_set():
             self._connection = connection
-            failure: BaseException | None = None
-            origin = None
-            offset = last_ts + step
-            consecutive = 0
+            origin: float | None = None  # seconds of this connection's first pts
+            offset = last_ts + step  # where this connection's first frame lands on the session clock
+            outcome: list[BaseException | None] = [None]
             try:
-                pending = list(connection.held)
-                connection.held.clear()
-                packets = connection.packets
-                while not stop.is_set():
-                    if pending:
-                        frames, pending = pending, []
+                for frame in self._decoded(connection, stop, outcome):
+                    if frame.pts is None:
+                        timestamp = last_ts + step
                     else:
-                        try:
-                            packet = next(packets)
-                        except StopIteration:
-                            break
-                        try:
-                            frames = connection.stream.decode(packet)
-                            consecutive = 0
-                        except av.error.InvalidDataError as exc:
-                            self._stats["decode_errors"] += 1
-                            consecutive += 1
-                            if consecutive > MAX_CONSECUTIVE_DECODE_ERRORS:
-                                raise SourceError(f"{self.name}: {consecutive} packets in a row failed to "
-                                                  f"decode ({exc})") from None
-                            continue
-                    for frame in frames:
-                        seconds = None
-                        if frame.pts is not None:
-                            seconds = float(frame.pts * (frame.time_base or Fraction(1, 90000)))
-                        if seconds is None:
-                            timestamp = last_ts + step
-                        else:
-                            if origin is None or offset + seconds - origin <= last_ts - 1.0:
-                                origin, offset = seconds, last_ts + step  # first frame, or pts jumped back
-                            timestamp = offset + seconds - origin
-                            if timestamp <= last_ts:
-                                timestamp = last_ts + step / 1000.0
-                        last_ts = timestamp
-                        if sel.wanted(position):
-                            image = np.ascontiguousarray(frame.to_ndarray(format="rgb24"))
-                            yield Frame(position, timestamp, image)
-                        position += 1
-                        last = sel.last_position
-                        if last is not None and position > last:
-                            return
-            except (av.error.FFmpegError, OSError, SourceError) as exc:
-                failure = exc
+                        seconds = float(frame.pts * (frame.time_base or Fraction(1, 90000)))
+                        if origin is None or offset + seconds - origin <= last_ts - 1.0:
+                            origin, offset = seconds, last_ts + step  # first frame, or pts jumped back
+                        timestamp = max(offset + seconds - origin, last_ts + step / 1000.0)
+                    last_ts = timestamp
+                    if sel.wanted(position):
+                        yield Frame(position, timestamp, np.ascontiguousarray(frame.to_ndarray(format="rgb24")))
+                    position += 1
+                    last = sel.last_position
+                    if (last is not None and position > last) or stop.is_set():
+                        return
             finally:
                 connection.close()
                 self._connection = None
-            if stop.is_set():
-                return
-            if failure is None and not self.live:
-                return  # a finite stream ended normally
+            failure = outcome[0]
+            if not self.live and (failure is None or _is_end_of_body(failure)):
+                return  # a finite stream ended (FFmpeg reports an HTTP body without length ending as EIO)
             what = f"broke ({_reason(failure, self.read_timeout)})" if failure is not None else "ended"
             LOG.warning("%s: stream %s after %d frames; reconnecting", self.name, what, position)
             connection = reconnect(self._connect, self.reconnect_policy, stop, self.name)
@@ -205,3 +202,10 @@ class StreamSource(FrameSource):
                 LOG.warning("%s: stream lost: could not reconnect (%d attempts, %.0f s budget); ending after "
                             "%d frames", self.name, self.reconnect_policy.max_attempts,
                             self.reconnect_policy.max_total_s, position)
+
+
+def _is_end_of_body(exc: BaseException) -> bool:
+    """EOF-like errors: the server closed the connection (EIO from FFmpeg's http/tcp protocols)."""
+    import errno
+
+    return isinstance(exc, OSError) and getattr(exc, "errno", None) == errno.EIO

@@ -168,7 +168,7 @@ class VideoFileSource(FrameSource):
                     break
                 decoded = position + 1
                 seconds = float(reader.get_frame_timestamp(position)[0])
-                yield Frame(position, clock(seconds), to_rgb(array, "RGB"))
+                yield Frame(position, clock(seconds), to_rgb(_unpad_decord(array, self.probe.width), "RGB"))
                 position += sel.stride
                 decoded = min(position, total)
                 if self._done(position) or stop.is_set():
@@ -208,6 +208,21 @@ class VideoFileSource(FrameSource):
         finally:
             capture.release()
             self._finish(position, ran_to_end)
+
+
+def _unpad_decord(array: np.ndarray, width: int) -> np.ndarray:
+    """Undo decord 0.6's row-padding bug.
+
+    decord infers the channel count from the padded row size, so for widths whose RGB row (width * 3 bytes)
+    is padded to a multiple of the width (e.g. 48 px: 144 -> 192 bytes) it returns H x W x 4 holding
+    padded rows, not RGBA. The bytes are still rows of ``linesize``; cut each to width * 3.
+    """
+    if array.ndim == 3 and array.shape[2] == 3:
+        return array
+    rows = array.reshape(array.shape[0], -1)
+    if rows.shape[1] < width * 3:
+        raise SourceError(f"decord returned a frame of unexpected shape {array.shape}")
+    return rows[:, : width * 3].reshape(array.shape[0], width, 3)
 
 
 def _check_decord(path: Path, name: str) -> None:
