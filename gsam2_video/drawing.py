@@ -53,42 +53,58 @@ def annotate(image: np.ndarray, result: FrameResult, *, alpha: float = 0.5, outl
     if n == 0:
         return out
     colors = np.array([track_color(int(t)) for t in result.track_ids], dtype=np.float32)
+    extents = [_extent(m) for m in result.masks]  # work inside each mask's box, not the whole frame
     # paint lowest score first so where masks overlap the most confident track is on top
     order = np.argsort(result.scores, kind="stable")
     owner = np.zeros((result.height, result.width), dtype=np.int32)
     for k in order:
-        owner[result.masks[k]] = k + 1
-    fg = owner > 0
-    if fg.any():
+        if extents[k] is not None:
+            y0, y1, x0, x1 = extents[k]
+            owner[y0:y1, x0:x1][result.masks[k, y0:y1, x0:x1]] = k + 1
+    present = [e for e in extents if e is not None]
+    if present:
+        y0, y1 = min(e[0] for e in present), max(e[1] for e in present)
+        x0, x1 = min(e[2] for e in present), max(e[3] for e in present)
+        region, own = out[y0:y1, x0:x1], owner[y0:y1, x0:x1]
+        fg = own > 0
         lut = np.concatenate([np.zeros((1, 3), np.float32), colors])
-        blended = (1.0 - alpha) * out[fg].astype(np.float32) + alpha * lut[owner[fg]]
-        out[fg] = np.clip(np.rint(blended), 0, 255).astype(np.uint8)
+        blended = (1.0 - alpha) * region[fg].astype(np.float32) + alpha * lut[own[fg]]
+        region[fg] = np.clip(np.rint(blended), 0, 255).astype(np.uint8)
 
     short = min(result.height, result.width)
     thick = max(1, round(short / 360))
     font_scale = max(0.35, short / 900)
     for k in order:
         color = tuple(int(c) for c in colors[k])
-        mask = result.masks[k]
-        has_mask = bool(mask.any())
-        if outlines and has_mask:
-            contours, _ = cv2.findContours(mask.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+        extent = extents[k]
+        if outlines and extent is not None:
+            y0, y1, x0, x1 = extent
+            crop = np.ascontiguousarray(result.masks[k, y0:y1, x0:x1], dtype=np.uint8)
+            contours, _ = cv2.findContours(crop, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE, offset=(x0, y0))
             cv2.drawContours(out, contours, -1, color, thick)
         x1, y1, x2, y2 = (int(round(float(v))) for v in result.boxes[k])
         x1, x2 = np.clip([x1, x2], 0, result.width - 1)
         y1, y2 = np.clip([y1, y2], 0, result.height - 1)
         has_box = x2 > x1 and y2 > y1
-        if not (has_mask or has_box):
+        if not (extent is not None or has_box):
             continue
         if boxes and has_box:
             cv2.rectangle(out, (int(x1), int(y1)), (int(x2), int(y2)), color, thick)
         if labels:
             if not has_box:  # place the caption at the mask's top-left corner
-                ys, xs = np.nonzero(mask)
-                x1, y1 = int(xs.min()), int(ys.min())
+                y1, x1 = extent[0], extent[2]
             _caption(out, label_text(int(result.track_ids[k]), result.class_names[k], float(result.scores[k])),
                      int(x1), int(y1), color, font_scale, thick)
     return out
+
+
+def _extent(mask: np.ndarray) -> tuple[int, int, int, int] | None:
+    """``(y0, y1, x0, x1)`` half-open bounds of a mask's pixels, None for an empty mask."""
+    rows = np.flatnonzero(mask.any(axis=1))
+    if rows.size == 0:
+        return None
+    cols = np.flatnonzero(mask[rows[0]:rows[-1] + 1].any(axis=0))
+    return int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
 
 
 def _caption(img: np.ndarray, text: str, x: int, y: int, color: tuple[int, ...], scale: float,

@@ -328,3 +328,38 @@ def test_to_supervision():
     assert list(sub.data["class_name"]) == ["dog"]
     empty = FrameResult.empty(9, 0.1, H, W).to_supervision()
     assert len(empty) == 0
+
+
+def test_rle_column_strip_path_matches_pycocotools():
+    from gsam2_video.sinks import encode_masks
+    from gsam2_video.sinks.base import tight_boxes_xywh
+
+    rng = np.random.default_rng(0)
+    cases = []
+    for _ in range(200):
+        h, w = (int(v) for v in rng.integers(1, 30, 2))
+        cases.append(rng.random((3, h, w)) < rng.random())
+    full = np.ones((2, 5, 7), bool)
+    corners = np.zeros((4, 6, 9), bool)
+    corners[0, 0, 0] = corners[1, -1, -1] = corners[2, 0, -1] = corners[3, -1, 0] = True
+    cases += [full, corners]
+    for masks in cases:
+        masks = masks[[m.any() for m in masks]]
+        if not len(masks):
+            continue
+        expected = [r["counts"].decode() for r in
+                    mask_utils.encode(np.asfortranarray(masks.transpose(1, 2, 0).astype(np.uint8)))]
+        assert encode_masks(masks, tight_boxes_xywh(masks)) == expected == encode_masks(masks)
+
+
+def test_sink_must_implement_write_or_write_view():
+    from gsam2_video.sinks import Sink
+
+    with pytest.raises(TypeError, match="must implement write"):
+        class Nothing(Sink):  # noqa: F841 - defining it is the test
+            kind = "nothing"
+            outputs = []
+
+            def open(self, info, categories): ...
+            def close(self): ...
+            def abort(self): ...

@@ -19,7 +19,7 @@ The rules all formats share (non-overlapping masks, visibility, boxes, 1-based c
 from __future__ import annotations
 
 from .atomic import AtomicFile, prepare_output_dir
-from .base import Sink, VisibleTracks, visible_tracks
+from .base import FrameView, Sink, VisibleTracks, visible_tracks
 from .davis import DavisSink, davis_palette
 from .factory import SINK_FILES, SINK_KINDS, make_sinks
 from .mot import MotSink
@@ -31,7 +31,7 @@ from .writer import AsyncWriter
 from .ytvis import YtvisSink
 
 __all__ = [
-    "AsyncWriter", "AtomicFile", "DavisSink", "MotSink", "MotsSink", "SINK_FILES", "SINK_KINDS", "Sink",
+    "AsyncWriter", "AtomicFile", "DavisSink", "FrameView", "MotSink", "MotsSink", "SINK_FILES", "SINK_KINDS", "Sink",
     "VideoSink", "VisibleTracks", "YtvisSink", "collect_versions", "davis_palette", "decode_mask",
     "encode_masks", "make_sinks", "prepare_output_dir", "visible_tracks", "write_run_json",
 ]

@@ -38,9 +38,18 @@ class Sink(ABC):
     def open(self, info: VideoInfo, categories: list[str]) -> None:
         """Start a run; ``categories[i]`` is the name of class id ``i`` (position in the prompt)."""
 
-    @abstractmethod
+    def __init_subclass__(cls, **kwargs: object) -> None:
+        super().__init_subclass__(**kwargs)
+        if cls.write is Sink.write and cls.write_view is Sink.write_view:
+            raise TypeError(f"{cls.__name__} must implement write() or write_view()")
+
     def write(self, result: FrameResult) -> None:
         """Add one frame's result."""
+        self.write_view(FrameView(result))
+
+    def write_view(self, view: "FrameView") -> None:
+        """Add one frame given as a shared :class:`FrameView` (what AsyncWriter calls); defaults to write()."""
+        self.write(view.result)
 
     @abstractmethod
     def close(self) -> None:
@@ -71,10 +80,22 @@ class VisibleTracks:
         return len(self.track_ids)
 
 
+def _overlaps(masks: np.ndarray, counts: np.ndarray) -> bool:
+    """True when some pixel is in two masks: the union is smaller than the sum of the areas."""
+    if len(masks) < 2:
+        return False
+    return int(np.count_nonzero(np.logical_or.reduce(masks, axis=0))) != int(counts.sum())
+
+
+def _areas(masks: np.ndarray) -> np.ndarray:
+    # one whole-array count per mask is several times faster than count_nonzero(..., axis=1)
+    return np.array([np.count_nonzero(m) for m in masks], dtype=np.int64)
+
+
 def exclusive_masks(masks: np.ndarray, scores: np.ndarray, track_ids: np.ndarray) -> np.ndarray:
     """Masks with every pixel owned by at most one track: highest score first, ties to the lower id."""
     masks = np.asarray(masks, dtype=bool)
-    if len(masks) < 2 or not (masks.sum(axis=0, dtype=np.int32) > 1).any():
+    if not _overlaps(masks, _areas(masks)):
         return masks
     order = np.lexsort((track_ids, -scores.astype(np.float64)))
     out = np.zeros_like(masks)
@@ -90,7 +111,7 @@ def tight_boxes_xywh(masks: np.ndarray) -> np.ndarray:
     boxes = np.zeros((len(masks), 4), dtype=np.int64)
     for k, m in enumerate(masks):
         rows = np.flatnonzero(m.any(axis=1))
-        cols = np.flatnonzero(m.any(axis=0))
+        cols = np.flatnonzero(m[rows[0]:rows[-1] + 1].any(axis=0))
         boxes[k] = (cols[0], rows[0], cols[-1] - cols[0] + 1, rows[-1] - rows[0] + 1)
     return boxes
 
@@ -110,10 +131,14 @@ def check_result(result: FrameResult, kind: str) -> None:
 def visible_tracks(result: FrameResult, kind: str = "sink") -> VisibleTracks:
     """The frame's non-overlapping, non-empty tracks with their tight boxes (see the module docstring)."""
     check_result(result, kind)
-    masks = exclusive_masks(result.masks, result.scores, result.track_ids)
-    areas = masks.sum(axis=(1, 2), dtype=np.int64)
+    masks = result.masks
+    areas = _areas(masks)
+    if _overlaps(masks, areas):
+        masks = exclusive_masks(masks, result.scores, result.track_ids)
+        areas = _areas(masks)
     keep = areas > 0
-    masks = masks[keep]
+    if not keep.all():
+        masks = masks[keep]
     return VisibleTracks(
         track_ids=result.track_ids[keep],
         masks=masks,
@@ -122,6 +147,34 @@ def visible_tracks(result: FrameResult, kind: str = "sink") -> VisibleTracks:
         scores=result.scores[keep],
         class_ids=result.class_ids[keep],
     )
+
+
+class FrameView:
+    """One result plus what several sinks derive from it, each computed once on first use.
+
+    The AsyncWriter builds one view per frame and hands it to every sink, so overlap resolution and RLE
+    encoding are not repeated per format. Not shared across threads.
+    """
+
+    def __init__(self, result: FrameResult) -> None:
+        self.result = result
+        self._tracks: VisibleTracks | None = None
+        self._rles: list[str] | None = None
+
+    def tracks(self, kind: str = "sink") -> VisibleTracks:
+        """:func:`visible_tracks` of the result (errors name ``kind``, the first sink that asked)."""
+        if self._tracks is None:
+            self._tracks = visible_tracks(self.result, kind)
+        return self._tracks
+
+    def rles(self, kind: str = "sink") -> list[str]:
+        """Compressed COCO RLE counts of :meth:`tracks`' masks, in the same order."""
+        if self._rles is None:
+            from .rle import encode_masks
+
+            t = self.tracks(kind)
+            self._rles = encode_masks(t.masks, t.boxes_xywh)
+        return self._rles
 
 
 def category_id(class_id: int, categories: list[str], kind: str) -> int:

@@ -26,9 +26,9 @@ import numpy as np
 from PIL import Image
 
 from ..errors import OutputError
-from ..types import FrameResult, VideoInfo
+from ..types import VideoInfo
 from .atomic import make_partial_dir, remove_quietly, replace_dir
-from .base import Sink, visible_tracks
+from .base import FrameView, Sink
 
 MAX_PALETTE_ID = 255
 MAX_16BIT_ID = 65535
@@ -82,10 +82,11 @@ class DavisSink(Sink):
         self._sixteen_bit = False
         self._written = []
 
-    def write(self, result: FrameResult) -> None:
+    def write_view(self, view: FrameView) -> None:
+        result = view.result
         if self._tmp is None:
             raise OutputError("masks output: write() called before open() or after close()")
-        tracks = visible_tracks(result, self.kind)
+        tracks = view.tracks(self.kind)
         max_id = int(tracks.track_ids.max()) if len(tracks) else 0
         if max_id > MAX_16BIT_ID:
             raise OutputError(f"masks output: track id {max_id} in frame {result.frame_index} exceeds 65535, "

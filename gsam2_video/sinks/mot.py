@@ -16,9 +16,9 @@ import os
 from pathlib import Path
 
 from ..errors import OutputError
-from ..types import FrameResult, VideoInfo
+from ..types import VideoInfo
 from .atomic import AtomicFile
-from .base import Sink, visible_tracks
+from .base import FrameView, Sink
 
 
 class MotSink(Sink):
@@ -38,10 +38,11 @@ class MotSink(Sink):
     def open(self, info: VideoInfo, categories: list[str]) -> None:
         self._file = AtomicFile(self.final, "w")
 
-    def write(self, result: FrameResult) -> None:
+    def write_view(self, view: FrameView) -> None:
+        result = view.result
         if self._file is None:
             raise OutputError("mot output: write() called before open() or after close()")
-        tracks = visible_tracks(result, self.kind)
+        tracks = view.tracks(self.kind)
         frame = int(result.frame_index) + 1
         self._file.write("".join(
             f"{frame},{tid},{x},{y},{w},{h},{score:.4f},-1,-1,-1\n"

@@ -30,10 +30,9 @@ from collections import Counter
 from pathlib import Path
 
 from ..errors import OutputError
-from ..types import FrameResult, VideoInfo
+from ..types import VideoInfo
 from .atomic import AtomicFile
-from .base import Sink, category_id, visible_tracks
-from .rle import encode_masks
+from .base import FrameView, Sink, category_id
 
 log = logging.getLogger(__name__)
 
@@ -74,14 +73,15 @@ class MotsSink(Sink):
         # the raw stream lives next to the final file under a hidden temporary name; it is never committed
         self._raw = AtomicFile(self.final.with_name(self.final.name + ".raw"), "w")
 
-    def write(self, result: FrameResult) -> None:
+    def write_view(self, view: FrameView) -> None:
+        result = view.result
         if self._raw is None:
             raise OutputError("mots output: write() called before open() or after close()")
-        tracks = visible_tracks(result, self.kind)
+        tracks = view.tracks(self.kind)
         frame = int(result.frame_index) + self.frame_base
         lines = []
         for tid, cls, counts in zip(tracks.track_ids.tolist(), tracks.class_ids.tolist(),
-                                    encode_masks(tracks.masks)):
+                                    view.rles(self.kind)):
             category_id(cls, self._categories, self.kind)
             self._classes.setdefault(tid, Counter())[cls] += 1
             lines.append(f"{frame} {tid} {result.height} {result.width} {counts}\n")

@@ -22,7 +22,7 @@ from types import TracebackType
 
 from ..errors import ConfigError, OutputError
 from ..types import FrameResult, VideoInfo
-from .base import Sink
+from .base import FrameView, Sink
 
 _STOP = object()
 _POLL_SECONDS = 0.05
@@ -155,10 +155,11 @@ class AsyncWriter:
                 return
             if self._error is not None or self._discarding.is_set():
                 continue  # keep draining so the producer never blocks on a dead consumer
+            view = FrameView(item)
             for sink in self.sinks:
                 start = time.perf_counter()
                 try:
-                    sink.write(item)
+                    sink.write_view(view)
                 except BaseException as err:  # noqa: BLE001 - handed to the caller's thread
                     self._error = _as_output_error(sink, err)
                     break

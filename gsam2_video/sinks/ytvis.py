@@ -33,10 +33,9 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import OutputError
-from ..types import FrameResult, VideoInfo
+from ..types import VideoInfo
 from .atomic import AtomicFile
-from .base import Sink, category_id, visible_tracks
-from .rle import encode_masks
+from .base import FrameView, Sink, category_id
 
 
 @dataclass
@@ -84,7 +83,8 @@ class YtvisSink(Sink):
         self._timestamps = []
         self._size = None
 
-    def write(self, result: FrameResult) -> None:
+    def write_view(self, view: FrameView) -> None:
+        result = view.result
         if self._info is None:
             raise OutputError("json output: write() called before open() or after close()")
         size = (result.height, result.width)
@@ -96,9 +96,9 @@ class YtvisSink(Sink):
         pos = len(self._frame_indices)
         self._frame_indices.append(int(result.frame_index))
         self._timestamps.append(float(result.timestamp))
-        tracks = visible_tracks(result, self.kind)
+        tracks = view.tracks(self.kind)
         for tid, counts, box, area, score, cls in zip(
-                tracks.track_ids.tolist(), encode_masks(tracks.masks), tracks.boxes_xywh.tolist(),
+                tracks.track_ids.tolist(), view.rles(self.kind), tracks.boxes_xywh.tolist(),
                 tracks.areas.tolist(), tracks.scores.tolist(), tracks.class_ids.tolist()):
             category_id(cls, self._categories, self.kind)
             rec = self._tracks.setdefault(tid, _TrackRecord())
