@@ -57,9 +57,11 @@ class ScriptedSource:
 class ScriptedRun:
     def __init__(self, path: Path, script: dict[str, Any], options: dict[str, Any], calls: list[str]) -> None:
         self.script, self.options, self.calls = script, options, calls
+        # like the real sources: frame_count counts the frames present after the selection, and
+        # frames_missing what the header declares beyond them (a truncated file)
         frames = script["frames"]
-        self.info = VideoInfo(path.stem, str(path), W, H, 10.0, script.get("declared", frames))
         sel = Selection(options.get("start", 0), options.get("stride", 1), options.get("max_frames"))
+        self.info = VideoInfo(path.stem, str(path), W, H, 10.0, sel.count(frames))
         self.source = ScriptedSource(sel, max(0, script.get("declared", frames) - frames))
 
     def __enter__(self) -> "ScriptedRun":
@@ -271,7 +273,7 @@ def test_bad_videos_fail_alone(tmp_path: Path) -> None:
     assert [(f["video"], f["error"]) for f in failures] == \
         [("crash", "RuntimeError"), ("short", "SourceError"), ("missing", "SourceError")]
     assert failures[0]["message"] == "RuntimeError: scripted crash" and "Traceback" in failures[0]["traceback"]
-    assert "decoded 3 of 10 frames (truncated or corrupt video)" in failures[1]["message"]
+    assert "truncated or corrupt video, 7 of its frames do not decode (3 labelled)" in failures[1]["message"]
     assert failures[2]["message"].endswith("missing.mp4: no such file or directory")
     assert sorted(p.name for p in (out / "Annotations").iterdir()) == ["alpha", "beta"]
     assert sorted(p.name for p in (out / "runs").iterdir()) == ["alpha", "beta"]

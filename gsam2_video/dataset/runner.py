@@ -78,14 +78,11 @@ def _now() -> str:
 
 
 def expected_frames(run: Any) -> int | None:
-    """Frames the source says it will yield after start/stride/max_frames (None when unknown)."""
-    source = getattr(run, "source", None)
-    info = getattr(run, "info", None) or getattr(source, "info", None)
-    total = getattr(info, "frame_count", None)
-    selection = getattr(source, "selection", None)
-    if total is None:
-        return None
-    return selection.count(total) if selection is not None else int(total)
+    """Frames the run's source will yield (None when unknown). Sources report ``info.frame_count`` after
+    start / stride / max_frames, counted from the file's data (not its header)."""
+    info = getattr(run, "info", None) or getattr(getattr(run, "source", None), "info", None)
+    count = getattr(info, "frame_count", None)
+    return None if count is None else int(count)
 
 
 class DatasetRunner:
@@ -217,9 +214,9 @@ class DatasetRunner:
         if expected is not None and got < expected:
             raise SourceError(f"{job.source}: decoded {got} of {expected} frames (truncated or corrupt video); "
                               f"pass --allow-partial to keep what decodes")
-        if missing > 0:
-            raise SourceError(f"{job.source}: {missing} declared frames did not decode (truncated or corrupt "
-                              f"video); pass --allow-partial to keep what decodes")
+        if missing > 0:  # the source read to the end of the file and found fewer frames than it declares
+            raise SourceError(f"{job.source}: truncated or corrupt video, {missing} of its frames do not decode "
+                              f"({got} labelled); pass --allow-partial to keep what decodes")
 
     @staticmethod
     def _failure(job: VideoJob, exc: BaseException) -> dict[str, Any]:
