@@ -19,8 +19,8 @@ from typing import Any
 import numpy as np
 
 from ..errors import OutputError
-from ..sinks.base import visible_tracks
-from ..sinks.rle import decode_mask, encode_masks
+from ..sinks.base import FrameView
+from ..sinks.rle import decode_mask
 from ..types import FrameResult
 from .filters import DatasetObject, FrameEntry, Filters
 
@@ -142,8 +142,9 @@ class VideoCollector:
         pos = len(self.frame_indices)
         self.frame_indices.append(int(result.frame_index))
         names = dict(zip(result.track_ids.tolist(), result.class_names))
-        vis = visible_tracks(result, "dataset")
-        for tid, counts, box, area, score in zip(vis.track_ids.tolist(), encode_masks(vis.masks),
+        view = FrameView(result)  # the sinks' overlap resolution and RLE (box-strip fast path)
+        vis = view.tracks("dataset")
+        for tid, counts, box, area, score in zip(vis.track_ids.tolist(), view.rles("dataset"),
                                                  vis.boxes_xywh.tolist(), vis.areas.tolist(), vis.scores.tolist()):
             self.tracks.setdefault(tid, {})[pos] = FrameEntry(counts, tuple(int(v) for v in box), int(area),
                                                               float(score), names[tid])
