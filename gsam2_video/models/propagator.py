@@ -91,6 +91,7 @@ from .random_sam2 import sam2_size_problems
 from .sam2_preprocess import check_frame, preprocess_frame
 
 _MASK_OUT_SCALE, _MASK_OUT_BIAS = 20.0, -10.0  # SAM 2's logits for a mask used as output
+_NO_OBJ_SCORE = -1024.0  # SAM 2's mask logit where the object is predicted absent
 
 
 @dataclass(frozen=True, eq=False)
@@ -399,22 +400,45 @@ class Sam2Propagator:
     def _decode(self, feats: FrameFeatures, pix_feat: torch.Tensor, *, points: torch.Tensor | None = None,
                 labels: torch.Tensor | None = None, masks: torch.Tensor | None = None,
                 multimask: bool) -> tuple[torch.Tensor, ...]:
-        """SAM heads on ``pix_feat`` (B x C x h x w): low-res, high-res, pointer, score, iou, all reshaped."""
+        """SAM heads on ``pix_feat`` (B x C x h x w), one object per batch row (Meta's _forward_sam_heads).
+
+        Calls transformers' prompt encoder and mask decoder directly: ``_single_frame_forward`` selects
+        the best multimask output with indices that only broadcast correctly for a batch of one.
+        Returns low-res (B x 1 x h x w), high-res (B x 1 x S x S), pointer (B x C), score (B x 1 x 1),
+        iou (B) - all float32.
+        """
+        model = self.model
         b = pix_feat.shape[0]
+        if points is None:  # no prompt: one padding point labelled -1, as both implementations do
+            points = torch.zeros(b, 1, 1, 2, device=self.device)
+            labels = -torch.ones(b, 1, 1, dtype=torch.int32, device=self.device)
         with autocast(self.device, self.amp_dtype):
-            out = self.model._single_frame_forward(
-                input_points=points, input_labels=labels, input_masks=masks,
-                image_embeddings=self._hr_features(feats, b) + [pix_feat], multimask_output=multimask)
-        h, w = self.low_res_size
-        low = out.pred_masks.float().reshape(b, 1, h, w)
-        high = out.high_res_masks.float().reshape(b, 1, self.image_size, self.image_size)
-        pointer = out.object_pointer.float().reshape(b, -1)
-        score = out.object_score_logits.float().reshape(b, 1, 1)
-        iou = out.iou_scores.float().reshape(b, -1)
+            sparse, dense = model.prompt_encoder(input_points=points, input_labels=labels, input_boxes=None,
+                                                 input_masks=masks)
+            image_pe = model.get_image_wide_positional_embeddings().repeat(b, 1, 1, 1)
+            low_multi, ious, tokens, obj_logits = model.mask_decoder(
+                image_embeddings=pix_feat, image_positional_embeddings=image_pe, sparse_prompt_embeddings=sparse,
+                dense_prompt_embeddings=dense, multimask_output=multimask,
+                high_resolution_features=self._hr_features(feats, b))
+        low_multi, ious, tokens = low_multi[:, 0].float(), ious[:, 0].float(), tokens[:, 0].float()
+        score = obj_logits.float().reshape(b, 1, 1)
+        appearing = score > 0
+        low_multi = torch.where(appearing[..., None], low_multi, torch.full_like(low_multi, _NO_OBJ_SCORE))
+        high_multi = F.interpolate(low_multi, size=(self.image_size, self.image_size), mode="bilinear",
+                                   align_corners=False)
+        token = tokens[:, 0]
         if multimask:
-            iou = iou.max(dim=-1).values
+            best = torch.argmax(ious, dim=-1)
+            rows = torch.arange(b, device=best.device)
+            low, high, iou = low_multi[rows, best][:, None], high_multi[rows, best][:, None], ious[rows, best]
+            if tokens.shape[1] > 1:
+                token = tokens[rows, best]
         else:
-            iou = iou[:, 0]
+            low, high, iou = low_multi[:, :1], high_multi[:, :1], ious[:, 0]
+        with autocast(self.device, self.amp_dtype):
+            pointer = model.object_pointer_proj(token).float()
+        lam = appearing.reshape(b, 1).float()
+        pointer = lam * pointer + (1 - lam) * model.no_object_pointer.float()
         return low, high, pointer, score, iou
 
     def _box_outputs(self, feats: FrameFeatures, boxes: np.ndarray) -> tuple[torch.Tensor, ...]:
