@@ -1,0 +1,353 @@
+"""Network streams served by the test itself on 127.0.0.1: HTTP and TCP MPEG-TS, drops, reconnects, live mode.
+
+The clip is re-muxed (no re-encoding) to MPEG-TS in memory with PyAV; servers are threads bound to 127.0.0.1
+that follow a per-connection plan ("full", "half-close", "half-stall", "half-reset", then 404/refusal).
+Every loop and wait is bounded.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import socket
+import struct
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+
+from gsam2_video.errors import SourceError
+from gsam2_video.sources import ReconnectPolicy, open_source
+
+FAST_RETRY = ReconnectPolicy(max_attempts=2, initial_delay=0.05, factor=2.0, max_delay=0.2, max_total_s=5.0)
+CLIP = "carphone_pristine.mp4"  # 120 frames, 176 x 144, h264
+
+
+def _remux_ts(path: Path) -> bytes:
+    buf = io.BytesIO()
+    with av.open(str(path)) as inp, av.open(buf, "w", format="mpegts") as out:
+        ins = inp.streams.video[0]
+        outs = out.add_stream_from_template(ins)
+        for packet in inp.demux(ins):
+            if packet.dts is None:
+                continue
+            packet.stream = outs
+            out.mux(packet)
+    return buf.getvalue()
+
+
+def _count_frames(data: bytes) -> int:
+    """Frames PyAV decodes from a byte string (decoder drained), the reference for partial streams."""
+    n = 0
+    with av.open(io.BytesIO(data), format="mpegts") as c:
+        s = c.streams.video[0]
+        try:
+            for p in c.demux(s):
+                n += len(s.decode(p))
+        except av.error.FFmpegError:
+            pass
+        try:
+            n += len(s.decode(None))
+        except av.error.FFmpegError:
+            pass
+    return n
+
+
+@pytest.fixture(scope="module")
+def ts_data(videos_dir: Path) -> bytes:
+    return _remux_ts(videos_dir / CLIP)
+
+
+@pytest.fixture(scope="module")
+def half_frames(ts_data: bytes) -> int:
+    n = _count_frames(ts_data[: len(ts_data) // 2])
+    assert 30 < n < 100
+    return n
+
+
+class _Plan:
+    """Per-connection behaviours, consumed in order; afterwards ``after`` (HTTP: 404)."""
+
+    def __init__(self, steps: list[str]) -> None:
+        self.steps = list(steps)
+        self.lock = threading.Lock()
+        self.connections = 0
+        self.release = threading.Event()  # ends stalled connections at teardown
+
+    def next(self) -> str | None:
+        with self.lock:
+            self.connections += 1
+            return self.steps.pop(0) if self.steps else None
+
+
+def _serve_body(write, data: bytes, step: str, plan: _Plan) -> None:
+    body = data if step == "full" else data[: len(data) // 2]
+    try:
+        write(body)
+    except OSError:
+        return
+    if step == "half-stall":
+        plan.release.wait(15.0)
+
+
+@pytest.fixture
+def http_server(ts_data: bytes) -> Iterator:
+    servers: list[tuple[ThreadingHTTPServer, _Plan]] = []
+
+    def start(steps: list[str], content_length: bool = False) -> tuple[str, _Plan]:
+        plan = _Plan(steps)
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args) -> None:  # keep test output clean
+                pass
+
+            def do_GET(self) -> None:  # noqa: N802 - http.server API
+                step = plan.next()
+                if step is None:
+                    self.send_error(404, "plan exhausted")
+                    return
+                self.send_response(200)
+                self.send_header("Content-Type", "video/mp2t")
+                if content_length:
+                    self.send_header("Content-Length", str(len(ts_data)))
+                self.end_headers()
+                _serve_body(self.wfile.write, ts_data, step, plan)
+                self.close_connection = True
+
+        server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        server.daemon_threads = True
+        threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+        servers.append((server, plan))
+        return f"http://127.0.0.1:{server.server_address[1]}/live.ts", plan
+
+    yield start
+    for server, plan in servers:
+        plan.release.set()
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.fixture
+def tcp_server(ts_data: bytes) -> Iterator:
+    """Raw TCP: each accepted connection follows the plan; when the plan is exhausted the port is closed."""
+    stops: list[tuple[socket.socket, _Plan, threading.Thread]] = []
+
+    def start(steps: list[str]) -> tuple[str, _Plan]:
+        plan = _Plan(steps)
+        listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(4)
+        listener.settimeout(0.2)
+
+        def loop() -> None:
+            deadline = time.monotonic() + 30.0
+            while time.monotonic() < deadline and not plan.release.is_set():
+                try:
+                    conn, _ = listener.accept()
+                except (socket.timeout, OSError):
+                    continue
+                step = plan.next()
+                if step is None:
+                    conn.close()
+                    listener.close()  # later connections are refused
+                    return
+                with conn:
+                    _serve_body(conn.sendall, ts_data, step, plan)
+                    if step == "half-reset":  # abortive close: the client sees ECONNRESET
+                        plan.release.wait(0.5)  # after the client has read what was sent
+                        conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+
+        thread = threading.Thread(target=loop, daemon=True)
+        thread.start()
+        stops.append((listener, plan, thread))
+        return f"tcp://127.0.0.1:{listener.getsockname()[1]}", plan
+
+    yield start
+    for listener, plan, thread in stops:
+        plan.release.set()
+        thread.join(5.0)
+        listener.close()
+
+
+def _read(url: str, **kw) -> tuple[list, dict, object]:
+    kw.setdefault("open_timeout", 5.0)
+    kw.setdefault("read_timeout", 5.0)
+    kw.setdefault("reconnect", FAST_RETRY)
+    with open_source(url, **kw) as src:
+        frames = [(f.index, f.timestamp, f.image) for f in src]
+        return frames, src.stats, src.info
+
+
+def _check_clock(frames: list) -> None:
+    ts = [t for _, t, _ in frames]
+    assert ts[0] == 0.0 and np.all(np.diff(ts) > 0)
+
+
+@pytest.mark.parametrize("content_length", [False, True], ids=["chunked-eof", "content-length"])
+def test_http_stream_read_back_exactly(videos_dir, http_server, content_length):
+    url, plan = http_server(["full"], content_length=content_length)
+    frames, stats, info = _read(url, live=False)
+    assert len(frames) == 120 and [i for i, _, _ in frames] == list(range(120))
+    _check_clock(frames)
+    assert (info.width, info.height, info.is_live) == (176, 144, False)
+    assert info.fps == pytest.approx(30000 / 1001)
+    assert stats["reconnects"] == 0 and stats["frames_dropped"] == 0 and plan.connections == 1
+    # pixels equal the file decoded directly (same bitstream, same decoder)
+    with open_source(videos_dir / CLIP, max_frames=120) as src:
+        ref = [f.image for f in src]
+    for (_, t, img), r in zip(frames, ref):
+        np.testing.assert_array_equal(img, r)
+    # timestamps equal the file's (pts spacing 1001/30000 s)
+    np.testing.assert_allclose([t for _, t, _ in frames], np.arange(120) * 1001 / 30000, atol=1e-6)
+
+
+def test_http_stalled_connection_times_out_and_reconnects(http_server, half_frames, caplog):
+    """Non-live: the server stops sending mid-stream; the read timeout fires, the reader reconnects and
+    continues with the next connection. Nothing is dropped, indices stay contiguous."""
+    url, plan = http_server(["half-stall", "full"])
+    t0 = time.monotonic()
+    with caplog.at_level(logging.WARNING, logger="gsam2_video"):
+        frames, stats, _ = _read(url, live=False, read_timeout=1.0)
+    assert time.monotonic() - t0 < 10.0
+    assert stats["reconnects"] == 1 and stats["stream_lost"] == 0
+    assert len(frames) == half_frames + 120 == stats["frames_read"] == stats["frames_yielded"]
+    assert [i for i, _, _ in frames] == list(range(len(frames)))
+    _check_clock(frames)
+    assert any("reconnecting" in r.getMessage() for r in caplog.records)
+
+
+def test_http_live_reconnects_then_reports_loss(http_server, half_frames, caplog):
+    """Live: the first connection is cut half-way, the second plays fully, then the server answers 404:
+    the reader reconnects once, gives up after the bounded attempts and ends iteration with a warning."""
+    url, plan = http_server(["half-close", "full"])
+    t0 = time.monotonic()
+    with caplog.at_level(logging.WARNING, logger="gsam2_video"):
+        frames, stats, info = _read(url, live=True)
+    assert info.is_live and info.frame_count is None
+    assert time.monotonic() - t0 < 15.0
+    assert stats["reconnects"] == 1 and stats["stream_lost"] == 1
+    assert plan.connections == 2 + FAST_RETRY.max_attempts
+    assert stats["frames_read"] == half_frames + 120
+    assert stats["frames_yielded"] == len(frames)
+    assert stats["frames_yielded"] + stats["frames_dropped"] == stats["frames_read"]
+    idx = [i for i, _, _ in frames]
+    assert idx == sorted(set(idx)) and idx[-1] == half_frames + 119  # the newest frame always arrives
+    _check_clock(frames)
+    assert any("stream lost" in r.getMessage() for r in caplog.records)
+
+
+def test_live_keeps_only_newest_frame_and_counts_drops(http_server):
+    """A consumer slower than the stream sees only the newest frames; replaced frames are counted."""
+    url, _ = http_server(["full"])
+    seen = []
+    with open_source(url, live=True, reconnect=ReconnectPolicy(max_attempts=0), open_timeout=5,
+                     read_timeout=5) as src:
+        for frame in src:
+            seen.append(frame.index)
+            time.sleep(0.03)  # ~30 fps consumer vs a decoder running much faster
+        stats = src.stats
+    assert stats["frames_read"] == 120
+    assert stats["frames_dropped"] > 0
+    assert stats["frames_yielded"] == len(seen) and len(seen) + stats["frames_dropped"] == 120
+    assert seen == sorted(set(seen)) and seen[-1] == 119
+    assert np.any(np.diff(seen) > 1)  # gaps in the index show what was skipped
+
+
+def test_non_live_stream_never_drops(http_server):
+    url, _ = http_server(["full"])
+    seen = []
+    with open_source(url, live=False, prefetch=2, open_timeout=5, read_timeout=5) as src:
+        for frame in src:
+            seen.append(frame.index)
+            time.sleep(0.002)
+        assert src.stats["frames_dropped"] == 0
+    assert seen == list(range(120))
+
+
+def test_stream_start_stride_max_frames(http_server):
+    url, _ = http_server(["full"])
+    frames, stats, info = _read(url, live=False, start=10, stride=4, max_frames=5)
+    assert [i for i, _, _ in frames] == [10, 14, 18, 22, 26]
+    assert info.fps == pytest.approx(30000 / 1001 / 4)
+    np.testing.assert_allclose([t for _, t, _ in frames], np.array([10, 14, 18, 22, 26]) * 1001 / 30000,
+                               atol=1e-6)
+
+
+def test_tcp_stream_and_connection_reset(tcp_server, half_frames):
+    url, plan = tcp_server(["full"])
+    frames, stats, _ = _read(url, live=False)
+    assert len(frames) == 120 and stats["reconnects"] == 0
+    _check_clock(frames)
+    url, plan = tcp_server(["half-reset", "full"])
+    frames, stats, _ = _read(url, live=False)
+    assert stats["reconnects"] == 1
+    assert len(frames) == half_frames + 120
+    assert [i for i, _, _ in frames] == list(range(len(frames)))
+    _check_clock(frames)
+
+
+def test_close_while_live_reader_is_blocked(http_server):
+    """close() returns promptly even when the reader waits on a silent connection."""
+    url, plan = http_server(["half-stall"])
+    src = open_source(url, live=True, open_timeout=5, read_timeout=2, reconnect=ReconnectPolicy(max_attempts=0))
+    it = iter(src)
+    first = next(it)
+    assert first.index == 0
+    t0 = time.monotonic()
+    src.close()
+    src.close()  # idempotent
+    assert time.monotonic() - t0 < 5.0
+    assert not any(t.name == f"gsam2-source:{src.name}" for t in threading.enumerate())
+    with pytest.raises(SourceError, match="closed"):
+        iter(src)
+
+
+# -- unreachable and unknown ------------------------------------------------------------------------------
+
+def _closed_port() -> int:
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+@pytest.mark.parametrize("scheme", ["http", "tcp", "rtsp", "rtmp"])
+def test_unreachable_url_fails_fast(scheme):
+    port = _closed_port()
+    url = f"{scheme}://127.0.0.1:{port}/stream" if scheme != "tcp" else f"tcp://127.0.0.1:{port}"
+    t0 = time.monotonic()
+    with pytest.raises(SourceError) as e:
+        open_source(url, open_timeout=2, read_timeout=2)
+    assert time.monotonic() - t0 < 3.0
+    msg = str(e.value)
+    assert "\n" not in msg and f"127.0.0.1:{port}" in msg and "cannot open stream" in msg
+
+
+def test_silent_udp_port_times_out(capfd):
+    port = _closed_port()
+    t0 = time.monotonic()
+    with pytest.raises(SourceError) as e:
+        open_source(f"udp://127.0.0.1:{port}", open_timeout=1.0, read_timeout=1.0)
+    assert time.monotonic() - t0 < 3.0
+    assert "no data within 1 s" in str(e.value) and "\n" not in str(e.value)
+
+
+def test_http_404_is_one_line(http_server):
+    url, _ = http_server([])
+    with pytest.raises(SourceError) as e:
+        open_source(url, open_timeout=2, read_timeout=2)
+    assert "404" in str(e.value) and "\n" not in str(e.value)
+
+
+def test_credentials_are_redacted_in_names_and_errors():
+    port = _closed_port()
+    with pytest.raises(SourceError) as e:
+        open_source(f"rtsp://admin:secret@127.0.0.1:{port}/cam", open_timeout=2, read_timeout=2)
+    assert "secret" not in str(e.value) and "***@127.0.0.1" in str(e.value)
