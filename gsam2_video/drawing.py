@@ -82,7 +82,7 @@ def annotate(image: np.ndarray, result: FrameResult, *, alpha: float = 0.5, outl
             crop = np.ascontiguousarray(result.masks[k, y0:y1, x0:x1], dtype=np.uint8)
             contours, _ = cv2.findContours(crop, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE, offset=(x0, y0))
             cv2.drawContours(out, contours, -1, color, thick)
-        x1, y1, x2, y2 = (int(round(float(v))) for v in result.boxes[k])
+        x1, y1, x2, y2 = (round(float(v)) for v in result.boxes[k])
         x1, x2 = np.clip([x1, x2], 0, result.width - 1)
         y1, y2 = np.clip([y1, y2], 0, result.height - 1)
         has_box = x2 > x1 and y2 > y1

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import itertools
 import json
 from fractions import Fraction
 from pathlib import Path
@@ -12,13 +13,21 @@ import numpy as np
 import pytest
 from PIL import Image
 from pycocotools import mask as mask_utils
+from test_sinks_data import CATEGORIES, SCRIPT, TIMESTAMPS, H, W, make_result, scripted_results, video_info
 
 from gsam2_video.drawing import annotate
 from gsam2_video.errors import OutputError
-from gsam2_video.sinks import (DavisSink, MotSink, MotsSink, VideoSink, YtvisSink, davis_palette, make_sinks,
-                               write_run_json)
+from gsam2_video.sinks import (
+    DavisSink,
+    MotSink,
+    MotsSink,
+    VideoSink,
+    YtvisSink,
+    davis_palette,
+    make_sinks,
+    write_run_json,
+)
 from gsam2_video.types import FrameResult
-from test_sinks_data import CATEGORIES, H, SCRIPT, TIMESTAMPS, W, make_result, scripted_results, video_info
 
 
 def run_sink(sink, results, categories=CATEGORIES, info=None):
@@ -247,7 +256,7 @@ def test_video_fps_fallback_and_increasing_times(tmp_path):
         s = c.streams.video[0]
         assert s.guessed_rate == Fraction(30) or s.average_rate is not None
         times = [f.time for f in c.decode(s)]
-    assert len(times) == 4 and all(b > a for a, b in zip(times, times[1:]))
+    assert len(times) == 4 and all(b > a for a, b in itertools.pairwise(times))
 
 
 def test_video_without_image_is_an_output_error(tmp_path):
@@ -356,9 +365,9 @@ def test_sink_must_implement_write_or_write_view():
     from gsam2_video.sinks import Sink
 
     with pytest.raises(TypeError, match="must implement write"):
-        class Nothing(Sink):  # noqa: F841 - defining it is the test
+        class Nothing(Sink):
             kind = "nothing"
-            outputs = []
+            outputs = property(lambda self: [])
 
             def open(self, info, categories): ...
             def close(self): ...

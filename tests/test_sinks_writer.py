@@ -11,12 +11,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+from test_sinks_data import CATEGORIES, H, W, scripted_results, video_info
 
 from gsam2_video.drawing import annotate, label_text, track_color
 from gsam2_video.errors import ConfigError, OutputError
 from gsam2_video.sinks import SINK_KINDS, AsyncWriter, Sink, make_sinks, prepare_output_dir, write_run_json
 from gsam2_video.types import FrameResult, VideoInfo
-from test_sinks_data import CATEGORIES, H, W, scripted_results, video_info
 
 FINAL_NAMES = {"video.mp4", "masks", "tracks.json", "mots.txt", "mot.txt"}
 
@@ -101,12 +101,12 @@ def test_nothing_final_exists_until_close(tmp_path):
 def test_exception_in_with_block_aborts_and_leaves_nothing(tmp_path):
     results = scripted_results()
     rec = RecordingSink()
-    with pytest.raises(KeyboardInterrupt):
-        with AsyncWriter([*make_sinks(SINK_KINDS, tmp_path), rec], max_queue=3) as writer:
-            writer.open(video_info(), CATEGORIES)
-            for r in results[:4]:
-                writer.write(r)
-            raise KeyboardInterrupt  # e.g. Ctrl-C in the middle of a run
+    with pytest.raises(KeyboardInterrupt), \
+            AsyncWriter([*make_sinks(SINK_KINDS, tmp_path), rec], max_queue=3) as writer:
+        writer.open(video_info(), CATEGORIES)
+        for r in results[:4]:
+            writer.write(r)
+        raise KeyboardInterrupt  # e.g. Ctrl-C in the middle of a run
     assert all_entries(tmp_path) == []
     assert rec.events == ["open", "abort"]
 

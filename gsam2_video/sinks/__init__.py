@@ -31,7 +31,24 @@ from .writer import AsyncWriter
 from .ytvis import YtvisSink
 
 __all__ = [
-    "AsyncWriter", "AtomicFile", "DavisSink", "FrameView", "MotSink", "MotsSink", "SINK_FILES", "SINK_KINDS", "Sink",
-    "VideoSink", "VisibleTracks", "YtvisSink", "collect_versions", "davis_palette", "decode_mask",
-    "encode_masks", "make_sinks", "prepare_output_dir", "visible_tracks", "write_run_json",
+    "SINK_FILES",
+    "SINK_KINDS",
+    "AsyncWriter",
+    "AtomicFile",
+    "DavisSink",
+    "FrameView",
+    "MotSink",
+    "MotsSink",
+    "Sink",
+    "VideoSink",
+    "VisibleTracks",
+    "YtvisSink",
+    "collect_versions",
+    "davis_palette",
+    "decode_mask",
+    "encode_masks",
+    "make_sinks",
+    "prepare_output_dir",
+    "visible_tracks",
+    "write_run_json",
 ]

@@ -79,8 +79,9 @@ class AtomicFile:
         self.final = Path(final)
         try:
             self.tmp: Path | None = partial_path(self.final)
-            self._fh: IO | None = open(self.tmp, mode, encoding=None if "b" in mode else "utf-8",
-                                       newline=None if "b" in mode else "\n")
+            self._fh: IO | None = open(  # noqa: SIM115 - held open until commit()/discard()
+                self.tmp, mode, encoding=None if "b" in mode else "utf-8",
+                newline=None if "b" in mode else "\n")
         except OSError as err:
             raise OutputError(f"cannot create {self.final}: {_reason(err)}") from err
 

@@ -47,7 +47,7 @@ class Sink(ABC):
         """Add one frame's result."""
         self.write_view(FrameView(result))
 
-    def write_view(self, view: "FrameView") -> None:
+    def write_view(self, view: FrameView) -> None:
         """Add one frame given as a shared :class:`FrameView` (what AsyncWriter calls); defaults to write()."""
         self.write(view.result)
 

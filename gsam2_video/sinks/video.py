@@ -102,9 +102,9 @@ class VideoSink(Sink):
         if self._t0 is None:
             self._t0 = timestamp if math.isfinite(timestamp) else 0.0
         if math.isfinite(timestamp):
-            pts = int(round((timestamp - self._t0) / CLOCK))
+            pts = round((timestamp - self._t0) / CLOCK)
         else:
-            pts = self._last_pts + int(round(1 / (self._rate * CLOCK)))
+            pts = self._last_pts + round(1 / (self._rate * CLOCK))
         pts = max(pts, self._last_pts + 1)
         self._last_pts = pts
         return pts
@@ -166,8 +166,8 @@ class VideoSink(Sink):
         if self._container is not None:
             try:
                 self._container.close()
-            except Exception:  # noqa: BLE001 - closing a half-written container may fail; the file goes anyway
-                pass
+            except Exception as err:  # noqa: BLE001 - a half-written container may fail to close; it goes anyway
+                log.debug("closing partial %s failed: %s", self._tmp, err)
             self._container = None
         self._stream = None
         remove_quietly(self._tmp)

@@ -14,6 +14,7 @@ closes them.
 
 from __future__ import annotations
 
+import logging
 import queue
 import threading
 import time
@@ -23,6 +24,8 @@ from types import TracebackType
 from ..errors import ConfigError, OutputError
 from ..types import FrameResult, VideoInfo
 from .base import FrameView, Sink
+
+log = logging.getLogger(__name__)
 
 _STOP = object()
 _POLL_SECONDS = 0.05
@@ -137,7 +140,7 @@ class AsyncWriter:
         self._abort_sinks()
         self._state = "aborted"
 
-    def __enter__(self) -> "AsyncWriter":
+    def __enter__(self) -> AsyncWriter:  # noqa: PYI034 - typing.Self needs Python 3.11
         return self
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
@@ -195,5 +198,5 @@ class AsyncWriter:
         for sink in self.sinks:
             try:
                 sink.abort()
-            except Exception:  # noqa: BLE001 - abort is best effort; the original error matters
-                pass
+            except Exception as err:  # noqa: BLE001 - abort is best effort; the original error matters
+                log.debug("aborting %s output failed: %s", sink.kind, err)
