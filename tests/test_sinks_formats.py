@@ -259,6 +259,15 @@ def test_video_fps_fallback_and_increasing_times(tmp_path):
     assert len(times) == 4 and all(b > a for a, b in itertools.pairwise(times))
 
 
+def test_video_resizes_frames_when_the_size_changes(tmp_path, caplog):
+    small = scripted_results()[:2]
+    big = scripted_results(scale=2)[2:4]
+    run_sink(VideoSink(tmp_path), small + big)
+    _, frames = decode_video(tmp_path / "video.mp4")
+    assert len(frames) == 4 and all(img.shape == (H + 1, W, 3) for _, img in frames)
+    assert "resizing frames" in caplog.text
+
+
 def test_video_without_image_is_an_output_error(tmp_path):
     sink = VideoSink(tmp_path)
     sink.open(video_info(), CATEGORIES)

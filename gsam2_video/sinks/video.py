@@ -5,7 +5,9 @@ is the source fps (30 when the source does not know it, e.g. some live streams);
 time is the result's own timestamp relative to the first frame, on a 1/90000 s clock, so variable-frame-rate
 sources, strides and dropped live frames keep their real timing. A timestamp that does not increase is moved
 one clock tick after the previous one (MP4 needs strictly increasing times). yuv420p needs even width and
-height: an odd dimension is padded by one row/column repeating the edge pixels, nothing is cropped.
+height: an odd dimension is padded by one row/column repeating the edge pixels, nothing is cropped. If the
+frame size changes mid-run (a live stream reconnecting at another resolution) later frames are resized to
+the first frame's size, with one warning, rather than ending the run.
 
 The file is written under a hidden temporary name and renamed to ``video.mp4`` at close; abort deletes it.
 A run that produced no frame writes no video (an MP4 without frames is not a playable file).
@@ -20,6 +22,7 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
 
 from ..drawing import annotate
@@ -63,6 +66,8 @@ class VideoSink(Sink):
         self._t0: float | None = None
         self._last_pts = -1
         self._frames = 0
+        self._size = (0, 0)
+        self._resize_warned = False
 
     @property
     def outputs(self) -> list[str]:
@@ -87,6 +92,7 @@ class VideoSink(Sink):
             self._container = av.open(str(self._tmp), mode="w", format="mp4",
                                       options={"movflags": "+faststart"})
             stream = self._container.add_stream("libx264", rate=self._rate)
+            self._size = (height, width)
             stream.width = width + width % 2
             stream.height = height + height % 2
             stream.pix_fmt = "yuv420p"
@@ -120,10 +126,14 @@ class VideoSink(Sink):
         if self._container is None:
             self._start(result.height, result.width)
         rgb = annotate(result.image, result, alpha=self.alpha, boxes=self.draw_boxes, labels=self.draw_labels)
+        if rgb.shape[:2] != self._size:
+            if not self._resize_warned:
+                log.warning("video output: frame %d is %dx%d, the video started at %dx%d; resizing frames to "
+                            "the first size", result.frame_index, rgb.shape[1], rgb.shape[0], self._size[1],
+                            self._size[0])
+                self._resize_warned = True
+            rgb = cv2.resize(rgb, (self._size[1], self._size[0]), interpolation=cv2.INTER_AREA)
         pad_h, pad_w = self._stream.height - rgb.shape[0], self._stream.width - rgb.shape[1]
-        if pad_h < 0 or pad_w < 0 or pad_h > 1 or pad_w > 1:
-            raise OutputError(f"video output: frame {result.frame_index} is {rgb.shape[1]}x{rgb.shape[0]}, but "
-                              f"the video started at {self._stream.width}x{self._stream.height}")
         if pad_h or pad_w:
             rgb = np.pad(rgb, ((0, pad_h), (0, pad_w), (0, 0)), mode="edge")
         frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
