@@ -18,6 +18,12 @@ where it is invisible (see :mod:`.base`); ``category_id`` is the track's most fr
 visible frames (ties: the class seen first). ``counts`` are strings, so
 ``pycocotools.mask.decode(segmentation)`` reads them directly.
 
+Evaluation: ``doc["annotations"]`` is itself a valid YouTube-VIS *results* list (each entry has
+``video_id``, ``category_id``, ``score``, ``segmentations``); TrackEval's YouTubeVIS reader loads it as a
+tracker result. Its *ground-truth* reader (like the official YouTube-VIS annotation files) expects
+uncompressed counts (integer lists), so using tracks.json as ground truth there needs the counts
+decompressed first.
+
 Memory: only the compressed RLE string, box, area and score of each visible track-frame are kept, never
 masks; the file is assembled at close and written atomically.
 """
