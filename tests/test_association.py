@@ -10,6 +10,7 @@ from gsam2_video.config import AssociationConfig
 from gsam2_video.errors import ConfigError, ModelError
 from gsam2_video.ops.mask_iou import mask_coverage_matrix, mask_iou_matrix
 from gsam2_video.tracking import associate
+from gsam2_video.tracking import association
 
 H, W = 48, 64
 
@@ -59,11 +60,13 @@ def test_sparse_iou_and_coverage_equal_dense_ops(seed: int) -> None:
     np.testing.assert_array_equal(res.coverage, mask_coverage_matrix(dm, tm).numpy())
 
 
-def test_dense_path_used_for_crowded_pairs_gives_same_numbers() -> None:
-    # every box spans the frame, so the prefilter keeps all pairs and the dense op runs
+@pytest.mark.parametrize("ratio", [0.0, float("inf")])
+def test_dense_and_sparse_paths_give_the_same_numbers(monkeypatch: pytest.MonkeyPatch, ratio: float) -> None:
+    # ratio 0 forces the dense ops, inf the sparse bit-packed gather; full-frame random masks overlap everywhere
+    monkeypatch.setattr(association, "_DENSE_RATIO", ratio)
     rng = np.random.default_rng(5)
-    tm = torch.from_numpy(rng.random((6, H, W)) < 0.5)
-    dm = torch.from_numpy(rng.random((5, H, W)) < 0.5)
+    tm = torch.from_numpy(rng.random((6, H, W + 3)) < 0.5)
+    dm = torch.from_numpy(rng.random((5, H, W + 3)) < 0.5)
     res = associate(list(range(1, 7)), tm, None, None, dm, None, None, AssociationConfig())
     np.testing.assert_allclose(res.iou, mask_iou_matrix(tm, dm).numpy(), rtol=0, atol=1e-6)
     np.testing.assert_allclose(res.coverage, mask_coverage_matrix(dm, tm).numpy(), rtol=0, atol=1e-6)
