@@ -310,3 +310,56 @@ def test_masks_png_opens_coloured_in_viewers(tmp_path):
     rgb = np.array(Image.open(tmp_path / "masks" / "00000.png").convert("RGB"))
     assert rgb.shape == (H, W, 3)
     assert {tuple(c) for c in rgb.reshape(-1, 3)} == {(0, 0, 0), (128, 0, 0), (0, 128, 0)}
+
+
+def test_rle_is_computed_once_per_frame_for_all_sinks(tmp_path, monkeypatch):
+    import gsam2_video.sinks.rle as rle
+
+    calls: list[int] = []
+    real = rle.encode_masks
+
+    def counting(masks, boxes=None):
+        calls.append(len(masks))
+        return real(masks, boxes)
+
+    monkeypatch.setattr(rle, "encode_masks", counting)
+    results = scripted_results()
+    with AsyncWriter(make_sinks(["json", "mots", "mot", "masks"], tmp_path)) as writer:
+        writer.open(video_info(), CATEGORIES)
+        for r in results:
+            writer.write(r)
+    assert len(calls) == len(results)  # json and mots share one encoding per frame
+
+
+def test_tracks_json_memory_does_not_hold_rle_strings(tmp_path):
+    """Memory per visible track-frame is a few bytes (an offset), not the RLE string: long runs stay small."""
+    import tracemalloc
+
+    from gsam2_video.sinks import FrameView, YtvisSink
+    from test_sinks_data import ellipse
+
+    h, w, n = 120, 160, 10
+    masks = np.stack([ellipse(60, 15 * k + 10, 20, 6, h=h, w=w) for k in range(n)])
+    masks &= ~np.logical_or.accumulate(np.concatenate([np.zeros((1, h, w), bool), masks[:-1]]), axis=0)
+
+    def result(i: int) -> FrameResult:
+        return FrameResult(i, i / 30, h, w, np.arange(1, n + 1), np.roll(masks, i % 7, axis=1),
+                           np.zeros((n, 4)), np.full(n, 0.5), np.zeros(n, np.int64), ["person"] * n)
+
+    sink = YtvisSink(tmp_path)
+    sink.open(VideoInfo("m", "m"), ["person"])
+    for i in range(50):
+        sink.write_view(FrameView(result(i)))
+    tracemalloc.start()
+    before = tracemalloc.get_traced_memory()[0]
+    for i in range(50, 450):
+        sink.write_view(FrameView(result(i)))
+    grown = tracemalloc.get_traced_memory()[0] - before
+    tracemalloc.stop()
+    # 4000 track-frames: ~8 bytes of offset each (plus array growth); keeping the RLE strings (str object
+    # ~49 bytes + text, in a tuple in a dict) would cost well over 100 bytes each
+    assert grown / 4000 < 32
+    sink.close()
+    doc = json.loads((tmp_path / "tracks.json").read_text())
+    assert doc["videos"][0]["length"] == 450 and len(doc["annotations"]) == n
+    assert all(seg is not None for a in doc["annotations"] for seg in a["segmentations"])

@@ -24,19 +24,22 @@ tracker result. Its *ground-truth* reader (like the official YouTube-VIS annotat
 uncompressed counts (integer lists), so using tracks.json as ground truth there needs the counts
 decompressed first.
 
-Memory: only the compressed RLE string, box, area and score of each visible track-frame are kept, never
-masks; the file is assembled at close and written atomically.
+Memory stays small on long or live runs: each visible track-frame (compressed RLE, box, area) is appended
+to a hidden temporary file as it arrives; only per-track counters and the byte offsets of its lines (8 bytes
+per track-frame) stay in memory. At close the JSON is streamed out one annotation at a time, reading each
+track's lines back by offset, then renamed into place. Masks are never kept.
 """
 
 from __future__ import annotations
 
 import json
 import os
+from array import array
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from ..errors import OutputError
 from ..types import VideoInfo
@@ -46,9 +49,9 @@ from .base import FrameView, Sink, category_id
 
 @dataclass
 class _TrackRecord:
-    """Everything kept for one track: sparse per-frame entries keyed by frame position."""
+    """What stays in memory per track: where its lines are in the spill file, its classes and scores."""
 
-    frames: dict[int, tuple[str, list[int], int]] = field(default_factory=dict)  # pos -> (rle, bbox, area)
+    offsets: array = field(default_factory=lambda: array("q"))
     classes: Counter = field(default_factory=Counter)
     score_sum: float = 0.0
 
@@ -63,7 +66,7 @@ def _package_version() -> str:
 
 
 class YtvisSink(Sink):
-    """Accumulates compressed RLE per visible track-frame; writes ``tracks.json`` at close."""
+    """Spills compressed RLE per visible track-frame to a temporary file; streams ``tracks.json`` at close."""
 
     kind = "json"
     needs_image = False
@@ -73,25 +76,25 @@ class YtvisSink(Sink):
         self._info: VideoInfo | None = None
         self._categories: list[str] = []
         self._tracks: dict[int, _TrackRecord] = {}
-        self._frame_indices: list[int] = []
-        self._timestamps: list[float] = []
+        self._frame_indices = array("q")
+        self._timestamps = array("d")
         self._size: tuple[int, int] | None = None
+        self._spill: AtomicFile | None = None
 
     @property
     def outputs(self) -> list[str]:
         return [str(self.final)]
 
     def open(self, info: VideoInfo, categories: list[str]) -> None:
+        self._reset()
         self._info = info
         self._categories = list(categories)
-        self._tracks = {}
-        self._frame_indices = []
-        self._timestamps = []
-        self._size = None
+        # per track-frame lines, never committed: "pos x y w h area counts\n"
+        self._spill = AtomicFile(self.final.with_name(self.final.name + ".spill"), "wb")
 
     def write_view(self, view: FrameView) -> None:
         result = view.result
-        if self._info is None:
+        if self._info is None or self._spill is None:
             raise OutputError("json output: write() called before open() or after close()")
         size = (result.height, result.width)
         if self._size is None:
@@ -99,50 +102,27 @@ class YtvisSink(Sink):
         elif size != self._size:
             raise OutputError(f"json output: frame {result.frame_index} is {size[1]}x{size[0]}, but the video "
                               f"started at {self._size[1]}x{self._size[0]}")
+        tracks = view.tracks(self.kind)
+        for cls in tracks.class_ids.tolist():
+            category_id(cls, self._categories, self.kind)
         pos = len(self._frame_indices)
         self._frame_indices.append(int(result.frame_index))
         self._timestamps.append(float(result.timestamp))
-        tracks = view.tracks(self.kind)
-        for tid, counts, box, area, score, cls in zip(
+        fh = self._spill.handle
+        for tid, counts, (x, y, w, h), area, score, cls in zip(
                 tracks.track_ids.tolist(), view.rles(self.kind), tracks.boxes_xywh.tolist(),
                 tracks.areas.tolist(), tracks.scores.tolist(), tracks.class_ids.tolist()):
-            category_id(cls, self._categories, self.kind)
-            rec = self._tracks.setdefault(tid, _TrackRecord())
-            rec.frames[pos] = (counts, box, area)
+            rec = self._tracks.get(tid)
+            if rec is None:
+                rec = self._tracks[tid] = _TrackRecord()
+            rec.offsets.append(fh.tell())
+            fh.write(f"{pos} {x} {y} {w} {h} {area} {counts}\n".encode("ascii"))
             rec.classes[cls] += 1
             rec.score_sum += score
 
-    def build(self) -> dict[str, Any]:
-        """The tracks.json document for everything written so far."""
-        if self._info is None:
-            raise OutputError("json output: build() called before open()")
+    def _header(self, height: int, width: int) -> dict[str, Any]:
+        assert self._info is not None
         info = self._info
-        length = len(self._frame_indices)
-        height, width = self._size if self._size is not None else (info.height or 0, info.width or 0)
-        annotations = []
-        for ann_id, tid in enumerate(sorted(self._tracks), start=1):
-            rec = self._tracks[tid]
-            segs: list[dict[str, Any] | None] = [None] * length
-            boxes: list[list[int] | None] = [None] * length
-            areas: list[int | None] = [None] * length
-            for pos, (counts, box, area) in rec.frames.items():
-                segs[pos] = {"size": [height, width], "counts": counts}
-                boxes[pos] = box
-                areas[pos] = area
-            majority_class = rec.classes.most_common(1)[0][0]
-            annotations.append({
-                "id": ann_id,
-                "video_id": 1,
-                "track_id": tid,
-                "category_id": majority_class + 1,
-                "iscrowd": 0,
-                "height": height,
-                "width": width,
-                "segmentations": segs,
-                "bboxes": boxes,
-                "areas": areas,
-                "score": rec.score_sum / len(rec.frames),
-            })
         return {
             "info": {
                 "description": "gsam2-video tracks",
@@ -156,24 +136,64 @@ class YtvisSink(Sink):
                 "name": info.name,
                 "width": width,
                 "height": height,
-                "length": length,
+                "length": len(self._frame_indices),
                 "file_names": [f"{info.name}/{i:05d}.jpg" for i in self._frame_indices],
-                "frame_indices": list(self._frame_indices),
-                "timestamps": list(self._timestamps),
+                "frame_indices": self._frame_indices.tolist(),
+                "timestamps": self._timestamps.tolist(),
             }],
             "categories": [{"id": i + 1, "name": name} for i, name in enumerate(self._categories)],
-            "annotations": annotations,
+        }
+
+    def _annotation(self, ann_id: int, tid: int, spill: IO[bytes], height: int, width: int) -> dict[str, Any]:
+        rec = self._tracks[tid]
+        length = len(self._frame_indices)
+        segs: list[dict[str, Any] | None] = [None] * length
+        boxes: list[list[int] | None] = [None] * length
+        areas: list[int | None] = [None] * length
+        for offset in rec.offsets:
+            spill.seek(offset)
+            pos_s, x, y, w, h, area, counts = spill.readline().decode("ascii").split()
+            pos = int(pos_s)
+            segs[pos] = {"size": [height, width], "counts": counts}
+            boxes[pos] = [int(x), int(y), int(w), int(h)]
+            areas[pos] = int(area)
+        return {
+            "id": ann_id,
+            "video_id": 1,
+            "track_id": tid,
+            "category_id": rec.classes.most_common(1)[0][0] + 1,
+            "iscrowd": 0,
+            "height": height,
+            "width": width,
+            "segmentations": segs,
+            "bboxes": boxes,
+            "areas": areas,
+            "score": rec.score_sum / len(rec.offsets),
         }
 
     def close(self) -> None:
-        if self._info is None:
+        spill, info = self._spill, self._info
+        if spill is None or info is None:
             return
-        doc = self.build()
-        out = AtomicFile(self.final, "w")
+        height, width = self._size if self._size is not None else (info.height or 0, info.width or 0)
+        header = json.dumps(self._header(height, width), separators=(",", ":"))
+        out: AtomicFile | None = None
         try:
-            json.dump(doc, out.handle, separators=(",", ":"))
+            spill.handle.flush()
+            assert spill.tmp is not None
+            out = AtomicFile(self.final, "w")
+            out.write(header[:-1] + ',"annotations":[')
+            with open(spill.tmp, "rb") as src:
+                for ann_id, tid in enumerate(sorted(self._tracks), start=1):
+                    if ann_id > 1:
+                        out.write(",")
+                    out.write(json.dumps(self._annotation(ann_id, tid, src, height, width),
+                                         separators=(",", ":")))
+            out.write("]}")
         except (OSError, ValueError) as err:
-            out.discard()
+            if out is not None:
+                out.discard()
+            self._reset()
             raise OutputError(f"cannot write {self.final}: {err}") from err
         out.commit()
         self._reset()
@@ -182,7 +202,11 @@ class YtvisSink(Sink):
         self._reset()
 
     def _reset(self) -> None:
+        if self._spill is not None:
+            self._spill.discard()
+            self._spill = None
         self._info = None
         self._tracks = {}
-        self._frame_indices = []
-        self._timestamps = []
+        self._frame_indices = array("q")
+        self._timestamps = array("d")
+        self._size = None
