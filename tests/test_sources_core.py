@@ -13,8 +13,15 @@ import numpy as np
 import pytest
 
 from gsam2_video.errors import SourceError
-from gsam2_video.sources import (Channel, FrameSource, ReconnectPolicy, Selection, open_source, parse_source,
-                                 redact_url)
+from gsam2_video.sources import (
+    Channel,
+    FrameSource,
+    ReconnectPolicy,
+    Selection,
+    open_source,
+    parse_source,
+    redact_url,
+)
 from gsam2_video.sources.channel import ChannelClosed
 from gsam2_video.types import Frame, VideoInfo
 
@@ -134,7 +141,8 @@ class _Counting(FrameSource):
     """n frames of 2x2 pixels; optionally fails after ``fail_after`` frames; records production times."""
 
     def __init__(self, n: int, *, prefetch: int = 4, fail_after: int | None = None, delay: float = 0.0,
-                 selection: Selection = Selection()) -> None:
+                 selection: Selection | None = None) -> None:
+        selection = selection or Selection()
         super().__init__(VideoInfo("synthetic", "synthetic://", 2, 2, 10.0, selection.count(n)), selection,
                          live=False, prefetch=prefetch)
         self.n, self.fail_after, self.delay = n, fail_after, delay

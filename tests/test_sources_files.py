@@ -93,7 +93,7 @@ def test_backends_agree_on_pixels_and_colour_order(videos_dir, decoder):
 
 @pytest.mark.parametrize("decoder", DECODER_PARAMS)
 def test_start_stride_max_frames_equal_full_decode(videos_dir, decoder):
-    idx_all, ts_all, imgs_all, _, _ = _read_all(videos_dir / "bikes.mp4", decoder, max_frames=40)
+    _idx_all, ts_all, imgs_all, _, _ = _read_all(videos_dir / "bikes.mp4", decoder, max_frames=40)
     idx, ts, imgs, stats, info = _read_all(videos_dir / "bikes.mp4", decoder, start=5, stride=3, max_frames=7)
     assert idx == [5, 8, 11, 14, 17, 20, 23]
     assert info.frame_count == 7 and info.fps == pytest.approx(25.0 / 3)
@@ -105,7 +105,7 @@ def test_start_stride_max_frames_equal_full_decode(videos_dir, decoder):
 
 @pytest.mark.parametrize("decoder", DECODER_PARAMS)
 def test_selection_counts_without_max_frames(videos_dir, decoder):
-    idx, ts, _, _, info = _read_all(videos_dir / "tree.avi", decoder, start=60, stride=2)
+    idx, _ts, _, _, info = _read_all(videos_dir / "tree.avi", decoder, start=60, stride=2)
     assert idx == [60, 62, 64, 66] and info.frame_count == 4
     idx, _, _, _, info = _read_all(videos_dir / "tree.avi", decoder, start=68)
     assert idx == [] and info.frame_count == 0
@@ -189,7 +189,7 @@ def test_truncated_video_yields_what_decodes_then_warns(videos_dir, tmp_path, ca
     path = tmp_path / "vtest_100k.avi"
     path.write_bytes((videos_dir / "vtest.avi").read_bytes()[:100_000])
     with caplog.at_level(logging.WARNING, logger="gsam2_video"):
-        idx, ts, imgs, stats, info = _read_all(path, decoder)
+        idx, _ts, imgs, stats, info = _read_all(path, decoder)
     assert idx == [0, 1, 2] and info.frame_count == 3
     assert all(img.shape == (576, 768, 3) for img in imgs)
     assert stats["frames_missing"] == 792

@@ -106,7 +106,7 @@ def http_server(ts_data: bytes) -> Iterator:
             def log_message(self, *args) -> None:  # keep test output clean
                 pass
 
-            def do_GET(self) -> None:  # noqa: N802 - http.server API
+            def do_GET(self) -> None:
                 step = plan.next()
                 if step is None:
                     self.send_error(404, "plan exhausted")
@@ -150,7 +150,7 @@ def tcp_server(ts_data: bytes) -> Iterator:
             while time.monotonic() < deadline and not plan.release.is_set():
                 try:
                     conn, _ = listener.accept()
-                except (socket.timeout, OSError):
+                except (TimeoutError, OSError):
                     continue
                 step = plan.next()
                 if step is None:
@@ -210,7 +210,7 @@ def test_http_stream_read_back_exactly(videos_dir, http_server, content_length):
 def test_http_stalled_connection_times_out_and_reconnects(http_server, half_frames, caplog):
     """Non-live: the server stops sending mid-stream; the read timeout fires, the reader reconnects and
     continues with the next connection. Nothing is dropped, indices stay contiguous."""
-    url, plan = http_server(["half-stall", "full"])
+    url, _plan = http_server(["half-stall", "full"])
     t0 = time.monotonic()
     with caplog.at_level(logging.WARNING, logger="gsam2_video"):
         frames, stats, _ = _read(url, live=False, read_timeout=1.0)
@@ -272,7 +272,7 @@ def test_non_live_stream_never_drops(http_server):
 
 def test_stream_start_stride_max_frames(http_server):
     url, _ = http_server(["full"])
-    frames, stats, info = _read(url, live=False, start=10, stride=4, max_frames=5)
+    frames, _stats, info = _read(url, live=False, start=10, stride=4, max_frames=5)
     assert [i for i, _, _ in frames] == [10, 14, 18, 22, 26]
     assert info.fps == pytest.approx(30000 / 1001 / 4)
     np.testing.assert_allclose([t for _, t, _ in frames], np.array([10, 14, 18, 22, 26]) * 1001 / 30000,
@@ -284,7 +284,7 @@ def test_tcp_stream_and_connection_reset(tcp_server, half_frames):
     frames, stats, _ = _read(url, live=False)
     assert len(frames) == 120 and stats["reconnects"] == 0
     _check_clock(frames)
-    url, plan = tcp_server(["half-reset", "full"])
+    url, _plan = tcp_server(["half-reset", "full"])
     frames, stats, _ = _read(url, live=False)
     assert stats["reconnects"] == 1
     assert len(frames) == half_frames + 120
@@ -292,17 +292,22 @@ def test_tcp_stream_and_connection_reset(tcp_server, half_frames):
     _check_clock(frames)
 
 
-def test_close_while_live_reader_is_blocked(http_server):
-    """close() returns promptly even when the reader waits on a silent connection."""
-    url, plan = http_server(["half-stall"])
+def test_close_while_live_reader_is_blocked(http_server, half_frames):
+    """close() returns within the read timeout even when the reader waits on a silent connection."""
+    url, _plan = http_server(["half-stall"])
     src = open_source(url, live=True, open_timeout=5, read_timeout=2, reconnect=ReconnectPolicy(max_attempts=0))
     it = iter(src)
     first = next(it)
     assert first.index == 0
+    deadline = time.monotonic() + 5.0
+    while src.stats["frames_read"] < half_frames and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert src.stats["frames_read"] == half_frames  # everything sent was read; the reader now waits
+    time.sleep(0.2)
     t0 = time.monotonic()
     src.close()
     src.close()  # idempotent
-    assert time.monotonic() - t0 < 5.0
+    assert time.monotonic() - t0 < 2.0 + 1.0
     assert not any(t.name == f"gsam2-source:{src.name}" for t in threading.enumerate())
     with pytest.raises(SourceError, match="closed"):
         iter(src)

@@ -14,7 +14,9 @@ import threading
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import TypeVar
+
+from typing_extensions import Self
 
 from ..errors import SourceError
 from ..types import Frame, VideoInfo
@@ -23,6 +25,7 @@ from .channel import Channel, ChannelClosed
 LOG = logging.getLogger("gsam2_video")
 
 JOIN_TIMEOUT_S = 5.0
+SourceT = TypeVar("SourceT", bound="FrameSource")
 
 
 @dataclass(frozen=True)
@@ -113,16 +116,16 @@ class FrameSource(ABC):
     def name(self) -> str:
         return self._info.name
 
-    def __enter__(self) -> "FrameSource":
+    def __enter__(self) -> Self:
         return self
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
     def __del__(self) -> None:  # best effort: never leave a reader thread behind
         try:
             self.close()
-        except Exception:  # pragma: no cover - interpreter shutdown
+        except Exception:  # noqa: BLE001, S110 - interpreter shutdown; nothing left to report to
             pass
 
     def __iter__(self) -> Iterator[Frame]:
@@ -194,11 +197,11 @@ class FrameSource(ABC):
                 channel.put(frame)
         except ChannelClosed:
             pass
-        except BaseException as exc:  # handed to the consumer, which re-raises it
+        except BaseException as exc:  # noqa: BLE001 - handed to the consumer, which re-raises it
             error = exc
         finally:
             try:
                 source.close()
-            except BaseException as exc:  # pragma: no cover - generator cleanup failing
+            except BaseException as exc:  # noqa: BLE001 - generator cleanup failing; surfaced the same way
                 error = error or exc
             channel.finish(error)

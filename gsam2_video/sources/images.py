@@ -71,7 +71,8 @@ class ImageSequenceSource(FrameSource):
     """
 
     def __init__(self, files: Sequence[Path], *, name: str, uri: str, fps: float = DEFAULT_IMAGE_FPS,
-                 selection: Selection = Selection(), prefetch: int = 8) -> None:
+                 selection: Selection | None = None, prefetch: int = 8) -> None:
+        selection = selection or Selection()
         if not files:
             raise SourceError(f"{name}: no images found (extensions: "
                               f"{', '.join(sorted(e.lstrip('.') for e in IMAGE_EXTENSIONS))})")

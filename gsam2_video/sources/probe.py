@@ -23,7 +23,7 @@ def _reason(exc: BaseException) -> str:
     return str(text).split(": '", 1)[0].strip() or type(exc).__name__
 
 
-def probe_file(path: Path, name: str) -> "ProbedFile":
+def probe_file(path: Path, name: str) -> ProbedFile:
     """Open ``path`` with PyAV, check a frame decodes, and count frames when the header cannot be trusted."""
     import av
 

@@ -42,7 +42,7 @@ class _Connection:
     def close(self) -> None:
         try:
             self.container.close()
-        except Exception:  # noqa: BLE001 - closing a broken connection must not mask the real problem
+        except Exception:  # noqa: BLE001, S110 - closing a broken connection must not mask the real problem
             pass
 
 
@@ -60,17 +60,18 @@ def _reason(exc: BaseException, open_timeout: float) -> str:
 class StreamSource(FrameSource):
     """A network stream; ``live`` keeps only the newest frame (see :class:`FrameSource`)."""
 
-    def __init__(self, url: str, *, name: str, uri: str, live: bool, selection: Selection = Selection(),
+    def __init__(self, url: str, *, name: str, uri: str, live: bool, selection: Selection | None = None,
                  prefetch: int = 8, open_timeout: float = 10.0, read_timeout: float = 10.0,
-                 reconnect_policy: ReconnectPolicy = ReconnectPolicy(),
+                 reconnect_policy: ReconnectPolicy | None = None,
                  av_options: dict[str, str] | None = None) -> None:
+        selection = selection or Selection()
         for label, value in (("open timeout", open_timeout), ("read timeout", read_timeout)):
             if not value > 0:
                 raise SourceError(f"{name}: {label} must be > 0 s, got {value!r}")
         self.url = url
         self.open_timeout = float(open_timeout)
         self.read_timeout = float(read_timeout)
-        self.reconnect_policy = reconnect_policy
+        self.reconnect_policy = reconnect_policy or ReconnectPolicy()
         options = dict(av_options or {})
         if url.lower().startswith("rtsp") and "rtsp_transport" not in options:
             options["rtsp_transport"] = "tcp"  # UDP RTP loses packets on busy links; TCP is the safe default

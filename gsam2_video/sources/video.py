@@ -51,7 +51,8 @@ class VideoFileSource(FrameSource):
     """A local video file; ``decoder`` picks the backend (see module docstring)."""
 
     def __init__(self, path: Path, *, name: str | None = None, decoder: str = "av",
-                 selection: Selection = Selection(), prefetch: int = 8) -> None:
+                 selection: Selection | None = None, prefetch: int = 8) -> None:
+        selection = selection or Selection()
         if decoder not in DECODERS:
             raise ConfigError(f"unknown decoder {decoder!r}: choose one of {', '.join(DECODERS)}")
         self.path = Path(path)

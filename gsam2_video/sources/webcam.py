@@ -36,11 +36,12 @@ class WebcamSource(FrameSource):
     """Camera ``index``; in live mode only the newest frame is kept (see :class:`FrameSource`)."""
 
     def __init__(self, index: int, *, name: str, uri: str, live: bool = True,
-                 selection: Selection = Selection(), prefetch: int = 8,
-                 reconnect_policy: ReconnectPolicy = ReconnectPolicy(),
+                 selection: Selection | None = None, prefetch: int = 8,
+                 reconnect_policy: ReconnectPolicy | None = None,
                  capture_factory: CaptureFactory = open_camera) -> None:
+        selection = selection or Selection()
         self.index = index
-        self.reconnect_policy = reconnect_policy
+        self.reconnect_policy = reconnect_policy or ReconnectPolicy()
         self._factory = capture_factory
         self._display = name
         self._capture, first = self._open()
