@@ -313,7 +313,7 @@ def test_masks_png_opens_coloured_in_viewers(tmp_path):
 
 
 def test_rle_is_computed_once_per_frame_for_all_sinks(tmp_path, monkeypatch):
-    import gsam2_video.sinks.rle as rle
+    from gsam2_video.sinks import rle
 
     calls: list[int] = []
     real = rle.encode_masks
@@ -335,8 +335,9 @@ def test_tracks_json_memory_does_not_hold_rle_strings(tmp_path):
     """Memory per visible track-frame is a few bytes (an offset), not the RLE string: long runs stay small."""
     import tracemalloc
 
-    from gsam2_video.sinks import FrameView, YtvisSink
     from test_sinks_data import ellipse
+
+    from gsam2_video.sinks import FrameView, YtvisSink
 
     h, w, n = 120, 160, 10
     masks = np.stack([ellipse(60, 15 * k + 10, 20, 6, h=h, w=w) for k in range(n)])
