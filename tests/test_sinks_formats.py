@@ -68,6 +68,7 @@ def test_davis_png_palette_round_trip(tmp_path):
         assert ids.dtype == np.uint8 and ids.shape == (H, W)
         assert np.array_equal(ids, r.label_map(np.uint8))
     assert davis_palette()[:9] == [0, 0, 0, 128, 0, 0, 0, 128, 0]  # DAVIS: 0 black, 1 dark red, 2 green
+    assert davis_palette()[-3:] == [224, 224, 192]  # ... 255 light grey (the PASCAL VOC colour map)
     assert leftovers(tmp_path) == []
 
 
