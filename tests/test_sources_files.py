@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from fractions import Fraction
 from pathlib import Path
 
@@ -282,5 +283,20 @@ def test_bad_options(videos_dir):
     for kw in ({"start": -1}, {"stride": 0}, {"max_frames": 0}, {"prefetch": -1}):
         with pytest.raises(SourceError):
             open_source(clip, **kw)
-    with pytest.raises(SourceError, match="live mode is only for webcams and streams"):
-        open_source(clip, live=True)
+
+
+def test_live_replay_of_a_file_paces_and_drops(videos_dir):
+    """live=True on a file plays it on its own clock; a consumer at a third of the rate sees every ~3rd frame."""
+    t0 = time.monotonic()
+    seen = []
+    with open_source(videos_dir / "carphone_pristine.mp4", live=True, max_frames=12) as src:
+        assert src.info.is_live
+        for frame in src:
+            seen.append(frame.index)
+            time.sleep(0.1)  # 10 fps consumer on a 29.97 fps clip
+        stats = src.stats
+    elapsed = time.monotonic() - t0
+    assert len(seen) == 12 and seen == sorted(set(seen))
+    assert stats["frames_dropped"] > 12  # roughly two of every three frames
+    assert 20 <= seen[-1] <= 45  # about 1.2 s of video went by, not 12 frames' worth (0.4 s)
+    assert elapsed >= 1.1

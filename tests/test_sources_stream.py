@@ -259,6 +259,18 @@ def test_live_keeps_only_newest_frame_and_counts_drops(http_server):
     assert np.any(np.diff(seen) > 1)  # gaps in the index show what was skipped
 
 
+def test_live_max_frames_counts_delivered_frames(http_server):
+    """With drops, max_frames still means frames delivered (the reader is not cut at a position)."""
+    url, _ = http_server(["full"])
+    with open_source(url, live=True, max_frames=10, reconnect=ReconnectPolicy(max_attempts=0), open_timeout=5,
+                     read_timeout=5) as src:
+        seen = []
+        for frame in src:
+            seen.append(frame.index)
+            time.sleep(0.02)
+    assert len(seen) == 10 and seen == sorted(set(seen)) and seen[-1] > 9
+
+
 def test_non_live_stream_never_drops(http_server):
     url, _ = http_server(["full"])
     seen = []

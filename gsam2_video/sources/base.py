@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import math
 import threading
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -76,12 +77,14 @@ class FrameSource(ABC):
     and could not be re-opened: iteration ended early).
     """
 
-    def __init__(self, info: VideoInfo, selection: Selection, *, live: bool, prefetch: int) -> None:
+    def __init__(self, info: VideoInfo, selection: Selection, *, live: bool, prefetch: int,
+                 paced: bool = False) -> None:
         if isinstance(prefetch, bool) or not isinstance(prefetch, int) or prefetch < 0:
             raise SourceError(f"{info.name}: prefetch must be an integer >= 0, got {prefetch!r}")
         self._info = info
         self.selection = selection
         self.live = live
+        self.paced = paced  # replay a recorded source on its own clock (live simulation of a file)
         self.prefetch = prefetch
         self._stats = new_stats()
         self._stop = threading.Event()
@@ -111,6 +114,12 @@ class FrameSource(ABC):
         if self._channel is not None:
             stats["frames_dropped"] = self._channel.dropped
         return stats
+
+    @property
+    def stop_position(self) -> int | None:
+        """Last position a reader must produce. Offline that is where ``max_frames`` ends; live, frames may
+        be dropped, so the reader runs on and the consumer side counts ``max_frames`` delivered frames."""
+        return None if self.live else self.selection.last_position
 
     @property
     def name(self) -> str:
@@ -191,8 +200,14 @@ class FrameSource(ABC):
     def _run_reader(self, channel: Channel[Frame]) -> None:
         error: BaseException | None = None
         source = self._produce(self._stop)
+        origin: tuple[float, float] | None = None  # (wall clock, timestamp) of the first frame when paced
         try:
             for frame in source:
+                if self.paced:
+                    now = time.monotonic()
+                    origin = origin or (now, frame.timestamp)
+                    if self._stop.wait(max(0.0, origin[0] + frame.timestamp - origin[1] - now)):
+                        return
                 self._stats["frames_read"] += 1
                 channel.put(frame)
         except ChannelClosed:

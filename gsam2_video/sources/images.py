@@ -66,12 +66,13 @@ def read_image(path: Path) -> np.ndarray:
 class ImageSequenceSource(FrameSource):
     """Frames from a list of image files; all images must share the first image's size.
 
+    ``live=True`` replays the sequence at ``fps`` in real time, newest frame only (see VideoFileSource).
     An unreadable file after the first is skipped with a warning and counted in ``stats['decode_errors']``
     (its index is not reused, so the gap stays visible); an image of another size is an error.
     """
 
     def __init__(self, files: Sequence[Path], *, name: str, uri: str, fps: float = DEFAULT_IMAGE_FPS,
-                 selection: Selection | None = None, prefetch: int = 8) -> None:
+                 selection: Selection | None = None, prefetch: int = 8, live: bool = False) -> None:
         selection = selection or Selection()
         if not files:
             raise SourceError(f"{name}: no images found (extensions: "
@@ -85,12 +86,12 @@ class ImageSequenceSource(FrameSource):
         height, width = first.shape[:2]
         info = VideoInfo(name=name, uri=uri, width=int(width), height=int(height),
                          fps=self.image_fps / selection.stride,
-                         frame_count=selection.count(len(self.files)), is_live=False)
-        super().__init__(info, selection, live=False, prefetch=prefetch)
+                         frame_count=selection.count(len(self.files)), is_live=live)
+        super().__init__(info, selection, live=live, prefetch=prefetch, paced=live)
 
     def _produce(self, stop: threading.Event) -> Iterator[Frame]:
         sel = self.selection
-        last = sel.last_position
+        last = self.stop_position
         end = len(self.files) if last is None else min(len(self.files), last + 1)
         for position in range(sel.start, end, sel.stride):
             if stop.is_set():

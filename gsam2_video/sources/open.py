@@ -24,7 +24,8 @@ def open_source(spec: str | Path | int, *, decoder: str = "av", start: int = 0, 
     ``decoder`` picks the video-file backend (av | decord | opencv). ``start``/``stride``/``max_frames``
     select frames (indices keep the source's numbering). ``live=None`` means live for webcams and network
     streams (newest frame only, older ones dropped and counted) and offline for files and folders; a
-    non-live reader never drops a frame and blocks when ``prefetch`` frames are waiting. ``prefetch=0``
+    non-live reader never drops a frame and blocks when ``prefetch`` frames are waiting. ``live=True`` on a
+    file or folder replays it in real time on its timestamps, newest frame only (a camera simulation). ``prefetch=0``
     decodes on the caller's thread (offline only). ``image_fps`` stamps image sequences. The timeouts,
     ``reconnect`` policy and ``av_options`` (FFmpeg protocol options) apply to streams and cameras.
 
@@ -34,11 +35,9 @@ def open_source(spec: str | Path | int, *, decoder: str = "av", start: int = 0, 
     selection = Selection(start, stride, max_frames)
     policy = reconnect or ReconnectPolicy()
     is_live = parsed.default_live if live is None else bool(live)
-    if is_live and parsed.kind not in ("webcam", "stream"):
-        raise SourceError(f"{parsed.name}: live mode is only for webcams and streams, not a {parsed.kind}")
     if parsed.kind == "file":
         return VideoFileSource(Path(parsed.target), name=parsed.name, decoder=decoder, selection=selection,
-                               prefetch=prefetch)
+                               prefetch=prefetch, live=is_live)
     if parsed.kind in ("folder", "glob", "image"):
         if parsed.kind == "folder":
             files = list_folder(Path(parsed.target))
@@ -50,7 +49,7 @@ def open_source(spec: str | Path | int, *, decoder: str = "av", start: int = 0, 
             what = "folder has no images" if parsed.kind == "folder" else "glob matches no images"
             raise SourceError(f"{parsed.uri}: {what}")
         return ImageSequenceSource(files, name=parsed.name, uri=parsed.uri, fps=image_fps,
-                                   selection=selection, prefetch=prefetch)
+                                   selection=selection, prefetch=prefetch, live=is_live)
     if parsed.kind == "webcam":
         return WebcamSource(int(parsed.target), name=parsed.name, uri=parsed.uri, live=is_live,
                             selection=selection, prefetch=prefetch, reconnect_policy=policy,

@@ -184,7 +184,7 @@ class StreamSource(FrameSource):
                     if sel.wanted(position):
                         yield Frame(position, timestamp, np.ascontiguousarray(frame.to_ndarray(format="rgb24")))
                     position += 1
-                    last = sel.last_position
+                    last = self.stop_position
                     if (last is not None and position > last) or stop.is_set():
                         return
             finally:

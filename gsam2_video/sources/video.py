@@ -48,10 +48,14 @@ class _Clock:
 
 
 class VideoFileSource(FrameSource):
-    """A local video file; ``decoder`` picks the backend (see module docstring)."""
+    """A local video file; ``decoder`` picks the backend (see module docstring).
+
+    ``live=True`` replays the file in real time on its timestamps and keeps only the newest frame, so a
+    slow consumer drops frames exactly as it would on a camera (for trying live settings on recordings).
+    """
 
     def __init__(self, path: Path, *, name: str | None = None, decoder: str = "av",
-                 selection: Selection | None = None, prefetch: int = 8) -> None:
+                 selection: Selection | None = None, prefetch: int = 8, live: bool = False) -> None:
         selection = selection or Selection()
         if decoder not in DECODERS:
             raise ConfigError(f"unknown decoder {decoder!r}: choose one of {', '.join(DECODERS)}")
@@ -63,8 +67,8 @@ class VideoFileSource(FrameSource):
             _check_decord(self.path, display)
         fps = self.probe.fps / selection.stride if self.probe.fps else None
         info = VideoInfo(name=display, uri=str(self.path), width=self.probe.width, height=self.probe.height,
-                         fps=fps, frame_count=selection.count(self.probe.frame_count), is_live=False)
-        super().__init__(info, selection, live=False, prefetch=prefetch)
+                         fps=fps, frame_count=selection.count(self.probe.frame_count), is_live=live)
+        super().__init__(info, selection, live=live, prefetch=prefetch, paced=live)
 
     def _produce(self, stop: threading.Event) -> Iterator[Frame]:
         reader = {"av": self._read_av, "decord": self._read_decord, "opencv": self._read_opencv}[self.decoder]
@@ -86,7 +90,7 @@ class VideoFileSource(FrameSource):
                         self._stats["decode_errors"], decoded)
 
     def _done(self, position: int) -> bool:
-        last = self.selection.last_position
+        last = self.stop_position
         return last is not None and position > last
 
     # -- PyAV --------------------------------------------------------------------------------------------

@@ -102,7 +102,7 @@ class WebcamSource(FrameSource):
                     yield Frame(position, timestamp, to_rgb(image, "BGR"))
                 image = None
                 position += 1
-                last = sel.last_position
+                last = self.stop_position
                 if last is not None and position > last:
                     return
         finally:
