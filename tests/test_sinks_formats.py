@@ -85,6 +85,18 @@ def test_davis_switches_whole_run_to_16_bit_above_255(tmp_path):
     assert not np.array(Image.open(tmp_path / "masks" / "00002.png")).any()  # empty frame -> all background
 
 
+def test_davis_16_bit_conversion_waits_for_close(tmp_path):
+    sink = DavisSink(tmp_path)
+    sink.open(video_info(), CATEGORIES)
+    for r in scripted_results()[:4]:  # id 300 arrives in frame 3
+        sink.write(r)
+    [tmp] = [p for p in tmp_path.iterdir() if p.name.startswith(".masks.")]
+    assert Image.open(tmp / "00000.png").mode == "P"  # not rewritten mid-run (no stall)
+    assert Image.open(tmp / "00003.png").mode == "I;16"
+    sink.close()
+    assert {Image.open(p).mode for p in (tmp_path / "masks").iterdir()} == {"I;16"}
+
+
 def test_davis_uses_source_frame_index_and_replaces_older_folder(tmp_path):
     (tmp_path / "masks").mkdir()
     (tmp_path / "masks" / "stale.png").write_bytes(b"old")

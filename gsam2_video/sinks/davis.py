@@ -6,12 +6,14 @@ all-zero one, as DAVIS expects. PNGs are indexed-colour (mode "P") with the DAVI
 colour map), so they open coloured in any viewer and ``np.array(Image.open(p))`` gives the ids.
 
 Track ids above 255 do not fit a palette PNG. Rule: **per run, one format.** While every id seen is <= 255
-the run is written as palette PNGs. When the first id > 255 arrives, the PNGs already written (they are
-still in the hidden temporary folder) are rewritten as 16-bit grayscale PNGs (PIL mode "I;16") and the
-rest of the run follows in 16-bit. A finished ``masks/`` folder therefore holds one format only, and
-``np.array(Image.open(p))`` returns exact ids in both. Why not switch per frame: a folder mixing uint8 and
-uint16 files surprises tools that read the first file to decide the dtype; the one-off rewrite costs a few
-milliseconds per earlier frame, once per run. Ids above 65535 cannot be stored and raise OutputError.
+the run is written as palette PNGs. From the first frame with an id > 255 on, frames are written as 16-bit
+grayscale PNGs (PIL mode "I;16"), and at close the palette PNGs written before that frame (still in the
+hidden temporary folder) are rewritten as 16-bit too. A finished ``masks/`` folder therefore holds one
+format only, and ``np.array(Image.open(p))`` returns exact ids in both. Why not switch per frame: a folder
+mixing uint8 and uint16 files surprises tools that read the first file to decide the dtype. Why at close:
+the rewrite costs one PNG decode + encode per earlier frame (about 10-20 ms at 720p here), which must not
+stall a live run in the middle; it happens once, only in runs that pass id 255. Ids above 65535 cannot be
+stored and raise OutputError.
 
 The folder is built as a hidden temporary folder next to ``masks/`` and renamed into place by
 :meth:`DavisSink.close`; :meth:`DavisSink.abort` deletes it, so an interrupted run leaves no ``masks/``.
@@ -20,6 +22,7 @@ The folder is built as a hidden temporary folder next to ``masks/`` and renamed 
 from __future__ import annotations
 
 import os
+from array import array
 from pathlib import Path
 
 import numpy as np
@@ -66,7 +69,8 @@ class DavisSink(Sink):
         self._palette = davis_palette()
         self._tmp: Path | None = None
         self._sixteen_bit = False
-        self._written: list[str] = []
+        self._palette_frames = array("q")  # frame indices written as palette PNGs (for the 16-bit switch)
+        self._to_convert = array("q")
 
     @property
     def outputs(self) -> list[str]:
@@ -80,7 +84,8 @@ class DavisSink(Sink):
     def open(self, info: VideoInfo, categories: list[str]) -> None:
         self._tmp = make_partial_dir(self.final)
         self._sixteen_bit = False
-        self._written = []
+        self._palette_frames = array("q")
+        self._to_convert = array("q")
 
     def write_view(self, view: FrameView) -> None:
         result = view.result
@@ -92,13 +97,15 @@ class DavisSink(Sink):
             raise OutputError(f"masks output: track id {max_id} in frame {result.frame_index} exceeds 65535, "
                               f"the largest value a 16-bit PNG can hold")
         if max_id > MAX_PALETTE_ID and not self._sixteen_bit:
-            self._switch_to_16_bit()
+            self._sixteen_bit = True  # from here on 16-bit; earlier palette files are converted at close
+            self._to_convert, self._palette_frames = self._palette_frames, array("q")
         labels = np.zeros((result.height, result.width), np.uint16 if self._sixteen_bit else np.uint8)
         for tid, mask in zip(tracks.track_ids, tracks.masks):
             labels[mask] = tid
         name = mask_file_name(result.frame_index)
         self._save(labels, self._tmp / name)
-        self._written.append(name)
+        if not self._sixteen_bit:
+            self._palette_frames.append(int(result.frame_index))
 
     def _save(self, labels: np.ndarray, path: Path) -> None:
         if labels.dtype == np.uint8:
@@ -108,24 +115,27 @@ class DavisSink(Sink):
             img = Image.fromarray(labels.astype(np.uint16))
         img.save(path, format="PNG", compress_level=self.compress_level)
 
-    def _switch_to_16_bit(self) -> None:
-        assert self._tmp is not None
-        for name in self._written:
-            path = self._tmp / name
+    def _convert_to_16_bit(self, folder: Path) -> None:
+        for index in self._to_convert:
+            path = folder / mask_file_name(index)
             with Image.open(path) as img:
                 labels = np.array(img)
             self._save(labels.astype(np.uint16), path)
-        self._sixteen_bit = True
+        self._to_convert = array("q")
 
     def close(self) -> None:
         if self._tmp is None:
             return
         tmp, self._tmp = self._tmp, None
         try:
+            if self._to_convert:
+                self._convert_to_16_bit(tmp)
             replace_dir(tmp, self.final)
-        except OutputError:
+        except (OutputError, OSError) as err:
             remove_quietly(tmp)
-            raise
+            if isinstance(err, OutputError):
+                raise
+            raise OutputError(f"cannot finish {self.final}: {err.strerror or err}") from err
 
     def abort(self) -> None:
         tmp, self._tmp = self._tmp, None
