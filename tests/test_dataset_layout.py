@@ -8,15 +8,16 @@ models are in test_dataset_e2e.py.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 import pytest
 from PIL import Image
 from pycocotools import mask as mask_utils
 
-from gsam2_video.dataset.filters import FrameEntry, Filters
+from gsam2_video.dataset.filters import Filters, FrameEntry
 from gsam2_video.dataset.inputs import JobDefaults, collect_jobs
 from gsam2_video.dataset.layout import DatasetLayout
 from gsam2_video.dataset.record import VideoCollector
@@ -64,7 +65,7 @@ class ScriptedRun:
         self.info = VideoInfo(path.stem, str(path), W, H, 10.0, sel.count(frames))
         self.source = ScriptedSource(sel, max(0, script.get("declared", frames) - frames))
 
-    def __enter__(self) -> "ScriptedRun":
+    def __enter__(self) -> ScriptedRun:  # noqa: PYI034
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -120,7 +121,7 @@ def make_videos(folder: Path) -> None:
 
 
 def run(folder: Path, out: Path, tracker: ScriptedTracker | None = None, prompt: str = "person. car. dog.",
-        save_frames: bool = False, filters: Filters = Filters(), inputs: list[str] | None = None,
+        save_frames: bool = False, filters: Filters | None = None, inputs: list[str] | None = None,
         allow_partial: bool = False):
     tracker = tracker or ScriptedTracker()
     made: list[int] = []
@@ -129,7 +130,7 @@ def run(folder: Path, out: Path, tracker: ScriptedTracker | None = None, prompt:
         made.append(1)
         return tracker
 
-    jobs = collect_jobs(inputs or [str(folder)], JobDefaults(prompt=prompt, filters=filters))
+    jobs = collect_jobs(inputs or [str(folder)], JobDefaults(prompt=prompt, filters=filters or Filters()))
     runner = DatasetRunner(make, DatasetLayout(out), RunnerOptions(save_frames=save_frames, progress=False,
                                                                    allow_partial=allow_partial),
                            {"detector": "scripted", "detector_size": (800, 1333)})  # a tuple, as in asdict()
@@ -337,7 +338,6 @@ def test_changed_settings_redo_and_finished_runs_load_no_model(tmp_path: Path) -
 
 def test_second_run_on_same_folder_is_refused(tmp_path: Path) -> None:
     layout = DatasetLayout(tmp_path / "out")
-    with layout.locked():
-        with pytest.raises(OutputError, match="is in use by another gsam2-video dataset run"):
-            with DatasetLayout(tmp_path / "out").locked():
-                pass
+    with layout.locked(), pytest.raises(OutputError, match="is in use by another gsam2-video dataset run"), \
+            DatasetLayout(tmp_path / "out").locked():
+        pass

@@ -16,8 +16,9 @@ RLE (see :mod:`.record`), then filtered here in a fixed order, so the result nev
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 from ..errors import ConfigError
 

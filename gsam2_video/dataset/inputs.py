@@ -31,9 +31,10 @@ import dataclasses
 import glob as globlib
 import json
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 from urllib.parse import urlsplit
 
 from ..config import AssociationConfig, KeyframeConfig

@@ -27,10 +27,10 @@ from __future__ import annotations
 import fcntl
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -125,19 +125,16 @@ class DatasetLayout:
 
     # -- setup ---------------------------------------------------------------------------------------------
     @contextmanager
-    def locked(self) -> Iterator["DatasetLayout"]:
+    def locked(self) -> Iterator[DatasetLayout]:
         """Hold ``DIR/.lock`` for the duration of a run (released by the OS even on SIGKILL)."""
         prepare_output_dir(self.root)
-        fh = open(self.root / ".lock", "a+")
-        try:
+        with open(self.root / ".lock", "a+") as fh:
             try:
                 fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
             except OSError:
                 raise OutputError(f"output directory {self.root} is in use by another gsam2-video dataset run") \
                     from None
             yield self
-        finally:
-            fh.close()
 
     def prepare(self) -> None:
         """Create the folders and remove debris an interrupted run left (temporary files and folders)."""

@@ -22,7 +22,7 @@ from ..errors import OutputError
 from ..sinks.base import FrameView
 from ..sinks.rle import decode_mask
 from ..types import FrameResult
-from .filters import DatasetObject, FrameEntry, Filters
+from .filters import DatasetObject, Filters, FrameEntry
 
 RECORD_FORMAT = "gsam2-video/dataset-video/1"
 SCORE_DECIMALS = 6
@@ -93,7 +93,7 @@ class VideoRecord:
                 "filtered": dict(self.filtered), "objects": objects}
 
     @classmethod
-    def from_json(cls, doc: dict[str, Any], where: str) -> "VideoRecord":
+    def from_json(cls, doc: dict[str, Any], where: str) -> VideoRecord:
         if not isinstance(doc, dict) or doc.get("format") != RECORD_FORMAT:
             raise OutputError(f"{where}: not a gsam2-video dataset video record")
         try:

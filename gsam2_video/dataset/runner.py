@@ -129,8 +129,8 @@ class DatasetRunner:
             bar = tqdm(total=len(todo), unit="video", desc="videos", disable=not self.options.progress,
                        file=sys.stderr, dynamic_ncols=True)
             try:
-                if todo:
-                    self.tracker  # load models before the first video: a model error stops the run, not a video
+                if todo:  # load models before the first video: a model error stops the run, not a video
+                    self._tracker = self.tracker
                 for job in todo:
                     bar.set_postfix_str(job.name, refresh=True)
                     try:
