@@ -50,6 +50,16 @@ def test_mask_iou_empty_batches_and_uint8():
     torch.testing.assert_close(mask_iou_matrix(a.to(torch.uint8), a), mask_iou_matrix(a, a))
 
 
+@pytest.mark.parametrize("shape", [(3, 4, 1, 1), (5, 2, 7, 9), (4, 6, 33, 17), (2, 3, 8, 8)])
+def test_mask_overlap_bit_path_equals_matmul_path(shape):
+    from gsam2_video.ops.mask_iou import _overlap_counts_bits, _overlap_counts_matmul
+
+    n, m, h, w = shape
+    a, b = mask_batch(n, h, w, seed=1), mask_batch(m, h, w, seed=2)
+    for x, y in zip(_overlap_counts_bits(a, b), _overlap_counts_matmul(a, b)):
+        assert torch.equal(x, y)
+
+
 def test_mask_iou_rejects_bad_input():
     with pytest.raises(ModelError, match="differ in size"):
         mask_iou_matrix(mask_batch(2, 4, 4), mask_batch(2, 4, 5))
@@ -125,6 +135,17 @@ def test_rle_encode_equals_pycocotools(shape):
     assert got == ref
     if shape[0] and shape[1] * shape[2]:
         np.testing.assert_array_equal(mask_utils.decode(got), masks.permute(1, 2, 0).numpy())
+
+
+@pytest.mark.parametrize("shape", [(5, 4, 5), (3, 1, 9), (3, 8, 1), (6, 33, 17)])
+def test_rle_device_path_run_lengths_equal_pycocotools(shape):
+    from gsam2_video.ops.rle import run_lengths, run_starts_reference
+
+    masks = mask_batch(*shape, seed=4)
+    masks[0], masks[1] = False, True
+    runs = run_lengths(run_starts_reference(masks))  # the path CUDA tensors take after the kernel
+    ref = mask_utils.encode(np.asfortranarray(masks.permute(1, 2, 0).numpy().astype(np.uint8)))
+    assert mask_utils.frPyObjects([{"size": list(shape[1:]), "counts": r} for r in runs], *shape[1:]) == ref
 
 
 def test_rle_encode_blobs_at_video_size():
