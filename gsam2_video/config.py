@@ -75,6 +75,8 @@ class AssociationConfig:
     max_missed_keyframes: int = 3  # invisible tracks missed this many keyframes in a row are removed
     max_objects: int | None = None
     iou_max_side: int = 256  # masks are compared at a resolution whose long side is at most this
+    weak_iou: float | None = 0.25  # 2nd pass: leftover visible track + detection at this IoU match (and refresh)
+    reacquire_iou: float | None = 0.3  # 3rd pass: a lost track takes a detection at this box IoU to its last box
 
     def validate(self) -> None:
         for name in ("iou_threshold", "refresh_iou", "duplicate_coverage"):
@@ -85,6 +87,9 @@ class AssociationConfig:
         _check(self.max_objects is None or self.max_objects >= 1,
                f"max objects must be >= 1, got {self.max_objects}")
         _check(self.iou_max_side >= 16, f"association IoU max side must be >= 16, got {self.iou_max_side}")
+        for name in ("weak_iou", "reacquire_iou"):
+            v = getattr(self, name)
+            _check(v is None or 0.0 < v <= 1.0, f"{name.replace('_', ' ')} must be in (0, 1] or None, got {v}")
 
 
 @dataclass

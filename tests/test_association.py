@@ -128,17 +128,54 @@ def test_hungarian_beats_greedy_and_subthreshold_pairs_cannot_displace_matches()
     assert res.unmatched_tracks == [] and res.new == [] and res.duplicates == []
 
 
-def test_threshold_refresh_and_unmatched_tracks() -> None:
+@pytest.mark.parametrize("weak_iou", [None, 0.25])
+def test_threshold_refresh_weak_pass_and_unmatched_tracks(weak_iou: float | None) -> None:
     a = rect(0, 0, 20, 20)
     b = rect(30, 0, 50, 20)
     c = rect(0, 30, 20, 45)
+    e = rect(30, 28, 50, 46)
     drifted = rect(30, 0, 45, 20)  # IoU 0.75 with b: match, below refresh_iou 0.8
-    weak = rect(0, 30, 8, 45)  # IoU 0.4 with c: below threshold -> not a match, but inside c -> duplicate
-    res = run([a, b, c], [a.clone(), drifted, weak], AssociationConfig(refresh_iou=0.8), track_ids=[4, 7, 9])
-    assert res.matches == [(4, 0), (7, 1)]
-    assert res.refresh == [(7, 1)]
-    assert res.unmatched_tracks == [9]
-    assert res.duplicates == [2] and res.new == []
+    part = rect(0, 30, 12, 45)  # IoU 0.6 with c: below the 0.65 threshold, 100 % inside c
+    shifted = rect(40, 28, 60, 46)  # IoU 0.33 with e, half inside it
+    cfg = AssociationConfig(iou_threshold=0.65, refresh_iou=0.8, weak_iou=weak_iou)
+    res = run([a, b, c, e], [a.clone(), drifted, part, shifted], cfg, track_ids=[4, 7, 9, 2])
+    assert res.iou[3, 3] == pytest.approx(1 / 3) and res.coverage[3, 3] == pytest.approx(0.5)
+    if weak_iou is None:  # no second pass: the part is a duplicate of track 9, the shifted one a new object
+        assert res.matches == [(4, 0), (7, 1)] and res.refresh == [(7, 1)]
+        assert res.unmatched_tracks == [9, 2] and res.duplicates == [2] and res.new == [3]
+    else:  # second pass: both are the tracked objects; only the shifted one re-prompts its track
+        assert res.matches == [(4, 0), (7, 1), (9, 2), (2, 3)] and res.refresh == [(7, 1), (2, 3)]
+        assert res.unmatched_tracks == [] and res.duplicates == [] and res.new == []
+
+
+def test_lost_track_reacquires_a_detection_near_its_last_box() -> None:
+    empty = torch.zeros(H, W, dtype=torch.bool)
+    seen = rect(40, 5, 60, 25)
+    masks = [empty, seen, empty]  # tracks 3 and 8 are lost (empty masks), track 5 visible
+    last = np.array([[0, 0, 20, 20], [40, 5, 60, 25], [0, 28, 14, 44]], np.float32)
+    back = rect(3, 2, 22, 21)  # near track 3's last box: box IoU 0.67
+    stranger = rect(30, 30, 50, 46)  # far from track 8's last box
+    tm = torch.stack(masks)
+    dm = torch.stack([stranger, back, seen.clone()])
+    common = (tm, tight(tm), None, dm, tight(dm), None)
+    res = associate([3, 5, 8], *common[:3], *common[3:], AssociationConfig(), lost_boxes=last)
+    assert res.matches == [(3, 1), (5, 2)]
+    assert res.reacquired == [(3, 1)] and res.refresh == [(3, 1)]
+    assert res.new == [0] and res.unmatched_tracks == [8]
+    without = associate([3, 5, 8], *common[:3], *common[3:], AssociationConfig())
+    assert without.matches == [(5, 2)] and without.new == [0, 1] and without.reacquired == []
+    off = associate([3, 5, 8], *common[:3], *common[3:], AssociationConfig(reacquire_iou=None), lost_boxes=last)
+    assert off.reacquired == [] and off.new == [0, 1]
+    aware = associate([3, 5, 8], tm, tight(tm), [1, 0, 0], dm, tight(dm), [0, 0, 0],
+                      AssociationConfig(class_aware=True), lost_boxes=last)
+    assert aware.reacquired == [] and aware.new == [0, 1]
+
+
+def test_visible_tracks_never_reacquire_by_box() -> None:
+    t = rect(0, 0, 20, 20)
+    d = rect(24, 0, 44, 20)  # no pixel overlap with the visible track
+    res = run([t], [d], lost_boxes=np.array([[20, 0, 40, 20]], np.float32))
+    assert res.reacquired == [] and res.new == [0]
 
 
 def test_duplicate_parts_and_new_objects() -> None:

@@ -11,14 +11,25 @@ comparison must be cheap (100 tracks x 100 detections well under 5 ms on a CPU),
   live on a GPU, the dense :func:`gsam2_video.ops.mask_iou.mask_iou_matrix` /
   :func:`~gsam2_video.ops.mask_iou.mask_coverage_matrix` ops (CUDA kernel there) are used instead. Both paths
   give the exact same counts at the working resolution, provided boxes bound their masks;
-* the assignment is optimal (``scipy.optimize.linear_sum_assignment`` maximising total IoU over the pairs at
-  or above ``config.iou_threshold``; sub-threshold pairs are zeroed first so they can never displace a valid
-  match).
+* matching runs in passes, each an optimal assignment (``scipy.optimize.linear_sum_assignment`` maximising
+  total score over pairs at or above the pass's threshold; sub-threshold pairs are zeroed first so they can
+  never displace a valid pair):
+
+  1. mask IoU >= ``config.iou_threshold``; a match below ``config.refresh_iou`` drifted and should take the
+     detection mask as a new conditioning prompt (``refresh``);
+  2. leftover visible tracks and leftover detections at mask IoU >= ``config.weak_iou``: the same object seen
+     with more drift or jitter than pass 1 accepts (typical for small objects); matched and refreshed,
+     instead of the detection starting a second track on an object that is already tracked. A detection
+     mostly inside the track (a part of it, coverage >= ``duplicate_coverage``) confirms the track but does
+     not re-prompt it, so a track never shrinks to a part;
+  3. after duplicates are set aside: tracks SAM 2 lost (empty mask) re-acquire a leftover detection whose box
+     has IoU >= ``config.reacquire_iou`` with the box where the track was last seen (``lost_boxes``, given by
+     the caller); matched, refreshed and listed in ``reacquired``. This keeps an ID across an occlusion
+     SAM 2 did not recover from by itself.
 
 Unmatched detections mostly inside a live track (``coverage >= config.duplicate_coverage``) are duplicates or
-parts of it; unmatched detections mostly inside a higher-scoring new detection are duplicates too; the rest
-become new tracks. Matched tracks whose IoU is below ``config.refresh_iou`` drifted and should take the
-detection mask as a new conditioning prompt.
+parts of it; unmatched detections overlapping a higher-scoring new detection (IoU >= ``iou_threshold`` or
+mostly inside it) are duplicates too; the rest become new tracks, best score first.
 """
 
 from __future__ import annotations
@@ -55,6 +66,7 @@ class AssociationResult:
     new: list[int] = field(default_factory=list)  # det indices that become new tracks, best score first
     duplicates: list[int] = field(default_factory=list)  # det indices ignored (inside a track / a new det)
     refresh: list[tuple[int, int]] = field(default_factory=list)  # matched but drifted (track_id, det_idx)
+    reacquired: list[tuple[int, int]] = field(default_factory=list)  # lost tracks matched by last box (in refresh)
     unmatched_tracks: list[int] = field(default_factory=list)  # track ids
     iou: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.float32))
     coverage: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.float32))
@@ -72,6 +84,7 @@ def associate(
     *,
     det_scores: Any = None,
     image_size: tuple[int, int] | None = None,
+    lost_boxes: Any = None,
 ) -> AssociationResult:
     """Match this keyframe's detections to the live tracks.
 
@@ -89,6 +102,9 @@ def associate(
         det_scores: optional D scores; among overlapping new detections the higher score wins (else the
             lower index).
         image_size: (H, W) of the image the boxes are in; None means the boxes are in mask coordinates.
+        lost_boxes: optional T x 4 boxes where each track was last visible (same coordinates as the other
+            boxes; all-zero rows = unknown). Tracks whose mask is empty can then re-acquire a detection whose
+            box IoU with it is >= ``config.reacquire_iou`` (reported in ``reacquired`` and ``refresh``).
     """
     config.validate()
     tmask = check_masks("track masks", track_masks)
@@ -124,7 +140,8 @@ def associate(
         cand &= tcls[:, None] == dcls[None, :]
     ti, di = np.nonzero(cand)
     inter = np.zeros((t, d), np.float64)
-    dpk: np.ndarray | None = None  # bit-packed detection masks, when the sparse path made them
+    tpk: np.ndarray | None = None  # bit-packed masks, when the sparse path made them
+    dpk: np.ndarray | None = None
     if len(ti):
         if _use_dense(tmask, tb, db, ti, di, t, d, wh * ww):
             iou_full = mask_iou_matrix(tmask, dmask).cpu().double().numpy()
@@ -143,31 +160,46 @@ def associate(
         coverage = np.zeros((d, t), np.float32)
 
     result = AssociationResult(iou=iou, coverage=coverage)
-    valid = np.where(iou >= config.iou_threshold, iou, 0.0)
     matched_t = np.zeros(t, bool)
     matched_d = np.zeros(d, bool)
-    rows = np.flatnonzero(valid.any(axis=1))
-    cols = np.flatnonzero(valid.any(axis=0))
-    if len(rows):
-        sub = valid[np.ix_(rows, cols)]
-        r, c = linear_sum_assignment(-sub)
-        for i, j in zip(rows[r], cols[c]):
-            if valid[i, j] > 0:
-                matched_t[i] = matched_d[j] = True
-                result.matches.append((ids[i], int(j)))
-                if iou[i, j] < config.refresh_iou:
-                    result.refresh.append((ids[i], int(j)))
-    result.matches.sort(key=lambda m: m[1])
-    result.refresh.sort(key=lambda m: m[1])
-    result.unmatched_tracks = [ids[i] for i in range(t) if not matched_t[i]]
+    # 1: confident matches; a matched track below refresh_iou drifted and takes the detection as a prompt
+    for i, j in _assign(iou, config.iou_threshold, matched_t, matched_d):
+        result.matches.append((ids[i], j))
+        if iou[i, j] < config.refresh_iou:
+            result.refresh.append((ids[i], j))
+    # 2: a visible track and a detection left over from (1) that still overlap clearly are the same object
+    #    seen with more drift or jitter than (1) accepts: match and refresh rather than start a duplicate
+    if config.weak_iou is not None:
+        for i, j in _assign(iou, config.weak_iou, matched_t, matched_d):
+            result.matches.append((ids[i], j))
+            if coverage[j, i] < config.duplicate_coverage:  # a part of the track confirms it, never re-prompts
+                result.refresh.append((ids[i], j))
 
     leftover = [j for j in range(d) if not matched_d[j]]
-    if not leftover:
-        return result
-    covered = coverage[leftover].max(axis=1) if t else np.zeros(len(leftover), np.float32)
+    covered = coverage[leftover].max(axis=1) if (t and leftover) else np.zeros(len(leftover), np.float32)
     fresh = []
     for j, cov in zip(leftover, covered):
         (result.duplicates if cov >= config.duplicate_coverage else fresh).append(j)
+    # 3: a track SAM 2 lost (empty mask) takes a detection near the box where it was last seen
+    if fresh and lost_boxes is not None and config.reacquire_iou is not None:
+        lb = _working_boxes("lost boxes", lost_boxes, tmask, t, sx, sy, wh, ww)
+        lost = ~matched_t & ~_nonempty(tmask, tpk)
+        if lost.any():
+            box_iou = np.zeros((t, d), np.float64)
+            sub_iou = _box_iou(lb[lost], db[fresh])
+            if config.class_aware:
+                sub_iou *= tcls[lost][:, None] == dcls[fresh][None, :]
+            box_iou[np.ix_(np.flatnonzero(lost), np.asarray(fresh))] = sub_iou
+            for i, j in _assign(box_iou, config.reacquire_iou, matched_t, matched_d):
+                result.matches.append((ids[i], j))
+                result.refresh.append((ids[i], j))
+                result.reacquired.append((ids[i], j))
+            fresh = [j for j in fresh if not matched_d[j]]
+    result.matches.sort(key=lambda m: m[1])
+    result.refresh.sort(key=lambda m: m[1])
+    result.reacquired.sort(key=lambda m: m[1])
+    result.unmatched_tracks = [ids[i] for i in range(t) if not matched_t[i]]
+
     if len(fresh) > 1:
         kept, dups = _dedupe_new(fresh, dpk if dpk is not None else _pack(_as_numpy(dmask)), db, dcls,
                                  dscore, config)
@@ -177,6 +209,44 @@ def associate(
         fresh = sorted(fresh, key=lambda j: (-dscore[j], j))
     result.new = fresh
     return result
+
+
+def _assign(score: np.ndarray, threshold: float, matched_t: np.ndarray,
+            matched_d: np.ndarray) -> list[tuple[int, int]]:
+    """Optimal one-to-one pairs among unmatched rows/columns with ``score >= threshold`` (sub-threshold pairs
+    are zeroed first, so they can never displace a valid pair). Marks the pairs as matched."""
+    valid = np.where((score >= threshold) & (score > 0), score, 0.0)
+    valid[matched_t, :] = 0.0
+    valid[:, matched_d] = 0.0
+    rows = np.flatnonzero(valid.any(axis=1))
+    if not len(rows):
+        return []
+    cols = np.flatnonzero(valid.any(axis=0))
+    r, c = linear_sum_assignment(-valid[np.ix_(rows, cols)])
+    pairs = []
+    for i, j in zip(rows[r], cols[c]):
+        if valid[i, j] > 0:
+            matched_t[i] = matched_d[j] = True
+            pairs.append((int(i), int(j)))
+    return pairs
+
+
+def _nonempty(masks: torch.Tensor, packed: np.ndarray | None) -> np.ndarray:
+    if packed is not None:
+        return packed.reshape(len(packed), -1).any(axis=1)
+    return masks.reshape(masks.shape[0], -1).any(dim=1).cpu().numpy()
+
+
+def _box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    a = a.astype(np.float64)
+    b = b.astype(np.float64)
+    iw = np.clip(np.minimum(a[:, None, 2], b[None, :, 2]) - np.maximum(a[:, None, 0], b[None, :, 0]), 0, None)
+    ih = np.clip(np.minimum(a[:, None, 3], b[None, :, 3]) - np.maximum(a[:, None, 1], b[None, :, 1]), 0, None)
+    inter = iw * ih
+    area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
+    area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
+    union = area_a[:, None] + area_b[None, :] - inter
+    return np.where(union > 0, inter / np.maximum(union, 1e-9), 0.0)
 
 
 def _dedupe_new(fresh: list[int], dpk: np.ndarray, db: np.ndarray, dcls: np.ndarray,
