@@ -199,7 +199,7 @@ class Sam2Propagator:
 
     @classmethod
     def from_pretrained(cls, name_or_path: str, config: PropagatorConfig | None = None, device: str = "auto",
-                        dtype: str = "fp32", prune: bool = True) -> "Sam2Propagator":
+                        dtype: str = "fp32", prune: bool = True) -> Sam2Propagator:
         """Load a ``Sam2VideoModel`` from a hub id, a save_pretrained directory or the offline HF cache."""
         config = config if config is not None else PropagatorConfig(model=str(name_or_path))
         model = from_pretrained(Sam2VideoModel, name_or_path, kind="SAM 2 video model")
@@ -590,7 +590,8 @@ class Sam2Propagator:
                     maskmem[i] = mm[:, j:j + 1].clone()
         for i, (oid, p) in enumerate(zip(ids, pend)):
             obj = self._objects[oid]
-            mem = _Memory(maskmem.get(i) if self.num_maskmem > 0 else None, p.pointer, p.score)
+            # own copies: a slice of a batched tensor would keep the whole batch's storage alive
+            mem = _Memory(maskmem.get(i) if self.num_maskmem > 0 else None, p.pointer.clone(), p.score.clone())
             if p.prompted:
                 obj.noncond.pop(step, None)
                 obj.cond[step] = mem

@@ -1,0 +1,135 @@
+"""Bounded SAM 2 session memory (issue 3, 5b), conditioning-frame cap, and backfill (reverse propagation).
+
+Same tiny random model and real frames as test_propagator.py (shared helpers imported from there).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from test_propagator import BOX1, blob_mask, make
+
+from gsam2_video.models.propagator import FrameFeatures, Sam2Propagator
+from gsam2_video.models.random_sam2 import save_random_sam2, tiny_sam2_config
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
+@pytest.fixture(scope="module")
+def sam_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return save_random_sam2(tmp_path_factory.mktemp("sam2") / "tiny", tiny_sam2_config(), seed=0)
+
+
+@pytest.fixture(scope="module")
+def frames(videos_dir: Path) -> list[np.ndarray]:
+    import av
+
+    out: list[np.ndarray] = []
+    with av.open(str(videos_dir / "tree.avi")) as container:
+        for frame in container.decode(video=0):
+            out.append(frame.to_ndarray(format="rgb24"))
+            if len(out) == 48:
+                break
+    return out
+
+
+def run_long(prop: Sam2Propagator, frames, n: int) -> tuple[list[torch.Tensor], list[int]]:
+    h, w = frames[0].shape[:2]
+    prop.reset(h, w)
+    logits, held = [], []
+    for i in range(n):
+        feats = prop.encode(frames[i], i)
+        prop.propagate(feats)
+        if i == 0:
+            prop.add_object(1, feats, box=BOX1)
+        if i == 3:
+            prop.add_object(2, feats, mask=blob_mask(h, w, 50, 200, 170, 300))
+        if i in (12, 20):
+            prop.refresh(1, feats, blob_mask(h, w, 40, 190, 40, 150))
+        out = prop.commit(feats)
+        logits.append(out.logits)
+        held.append(prop.held_bytes())
+    return logits, held
+
+
+def test_bounded_session_equals_unbounded_with_flat_memory(sam_dir: Path, frames) -> None:
+    n = 48
+    bounded, unbounded = make(sam_dir), make(sam_dir)
+    unbounded.prune = False
+    lb, hb = run_long(bounded, frames, n)
+    lu, hu = run_long(unbounded, frames, n)
+    for t in range(n):
+        assert torch.equal(lb[t], lu[t]), f"frame {t} differs"
+    # ours: flat once the last prompt (frame 20) is older than the 16-frame pointer window
+    assert max(hb[36:]) == min(hb[36:])
+    assert max(hb) == hb[-1]
+    # unbounded: every frame adds each object's memory
+    assert all(hu[t + 1] > hu[t] for t in range(n - 1)) and hu[-1] > 2 * hb[-1]
+
+
+def test_conditioning_frames_capped(sam_dir: Path, frames) -> None:
+    prop = make(sam_dir, max_conditioning_frames=2)
+    h, w = frames[0].shape[:2]
+    prop.reset(h, w)
+    held = []
+    for i, frame in enumerate(frames[:40]):
+        feats = prop.encode(frame, i)
+        prop.propagate(feats)
+        if i == 0:
+            prop.add_object(1, feats, box=BOX1)
+        elif i % 2 == 0:  # a refresh every other frame: 20 conditioning prompts
+            prop.refresh(1, feats, blob_mask(h, w, 40 + i, 150 + i, 40, 150))
+        prop.commit(feats)
+        held.append(prop.held_bytes())
+    cond = prop._objects[1].cond
+    assert list(cond) == [0, 38]  # the first prompt and the most recent one
+    assert max(held[20:]) == min(held[20:])
+
+
+def test_backfill_equals_forward_run_on_reversed_frames(sam_dir: Path, frames) -> None:
+    """Meta's reverse propagation is symmetric (signed temporal offsets); backfill from a birth frame over
+    past frames equals a fresh forward session fed those frames newest-first, and leaves live state alone."""
+    h, w = frames[0].shape[:2]
+    live, control = make(sam_dir), make(sam_dir)
+    birth_mask = blob_mask(h, w, 50, 200, 170, 300)
+    for prop in (live, control):
+        prop.reset(h, w)
+    buffer: list[FrameFeatures] = []
+    for i in range(10):
+        feats = live.encode(frames[i], i)
+        cf = control.encode(frames[i], i)
+        for prop, f in ((live, feats), (control, cf)):
+            prop.propagate(f)
+            if i == 0:
+                prop.add_object(1, f, box=BOX1)
+        if i == 9:
+            held = live.held_bytes()
+            back = live.backfill(2, feats, birth_mask, buffer[::-1])
+            assert live.held_bytes() == held and live.obj_ids == [1]
+            live.add_object(2, feats, mask=birth_mask)
+            control.add_object(2, cf, mask=birth_mask)
+        a, b = live.commit(feats), control.commit(cf)
+        assert torch.equal(a.logits, b.logits)  # backfill did not disturb the live session
+        buffer.append(feats)
+    assert len(back) == 9
+    fwd = make(sam_dir)
+    fwd.reset(h, w)
+    expected = []
+    for k, i in enumerate(range(9, -1, -1)):
+        f = fwd.encode(frames[i], k)
+        if k == 0:
+            fwd.add_object(2, f, mask=birth_mask)
+        out = fwd.commit(f)
+        if k:
+            expected.append(out.logits[0])
+    for got, exp in zip(back, expected):
+        assert torch.equal(got, exp)
