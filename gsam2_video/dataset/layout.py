@@ -172,9 +172,6 @@ class DatasetLayout:
             return False
         return (self.images / name).is_dir() == save_frames
 
-    def has_any(self, name: str) -> bool:
-        return any(p.exists() for p in (self.runs / name, self.annotations / name, self.images / name))
-
     def discard(self, name: str) -> None:
         """Remove every trace of a video, record first (see the module docstring)."""
         remove_quietly(self.runs / name)

@@ -53,15 +53,6 @@ class VideoRecord:
     def frame_names(self) -> list[str]:
         return [frame_name(i) for i in self.frame_indices]
 
-    def label_map(self, position: int) -> np.ndarray:
-        """H x W object ids (uint16) on the frame at ``position``, 0 = background."""
-        labels = np.zeros((self.height, self.width), np.uint16)
-        for obj in self.objects:
-            entry = obj.frames.get(position)
-            if entry is not None:
-                labels[decode_mask(entry.counts, self.height, self.width)] = obj.object_id
-        return labels
-
     def frame_result(self, position: int) -> FrameResult:
         """The frame at ``position`` as a FrameResult with dataset object ids (what the PNG writer takes)."""
         present = [o for o in self.objects if position in o.frames]
