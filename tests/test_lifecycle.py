@@ -58,6 +58,8 @@ class Sim:
 
     config: AssociationConfig = field(default_factory=AssociationConfig)
     detect_every: int = 5
+    sam2_recovers: bool = True  # False: a track whose object vanished stays lost until re-prompted
+    pass_lost_boxes: bool = True
 
     def __post_init__(self) -> None:
         self.registry = TrackRegistry(self.config)
@@ -66,6 +68,8 @@ class Sim:
         self.removed: list[int] = []
         self.k = 0
         self.last: AssociationResult | None = None
+        self.lost: set[int] = set()
+        self.last_box: dict[int, np.ndarray] = {}
 
     def keyframe(self, world: dict[str, torch.Tensor | None], dets: list[Det]) -> dict[str, int]:
         """One keyframe. ``world`` maps object names to their mask now (None: absent or occluded)."""
@@ -73,7 +77,9 @@ class Sim:
         ids = list(self.registry.tracks)
         empty = torch.zeros(H, W, dtype=torch.bool)
         tmasks = [world.get(self.target[i]) for i in ids]
-        tmasks = [m if m is not None else empty for m in tmasks]
+        if not self.sam2_recovers:
+            self.lost |= {i for i, m in zip(ids, tmasks) if m is None}
+        tmasks = [empty if (m is None or i in self.lost) else m for i, m in zip(ids, tmasks)]
         tm = torch.stack(tmasks) if ids else torch.zeros(0, H, W, dtype=torch.bool)
         dmasks = []
         for d in dets:
@@ -84,7 +90,13 @@ class Sim:
         tcls = [self.registry.tracks[i].class_id for i in ids]
         dcls = [d.cls for d in dets]
         scores = [d.score for d in dets]
-        res = associate(ids, tm, tight(tm), tcls, dm, tight(dm), dcls, self.config, det_scores=scores)
+        boxes = tight(tm)
+        for i, b in zip(ids, boxes):
+            if b.any():
+                self.last_box[i] = b
+        lost_boxes = np.stack([self.last_box.get(i, np.zeros(4, np.float32)) for i in ids]) if ids else None
+        res = associate(ids, tm, boxes, tcls, dm, tight(dm), dcls, self.config, det_scores=scores,
+                        lost_boxes=lost_boxes if self.pass_lost_boxes else None)
         visible = {i: bool(m.any()) for i, m in zip(ids, tmasks)}
         upd = self.registry.on_keyframe(res, scores, dcls, [d.label or d.obj for d in dets], visible, frame_idx)
         for tid, j in upd.created:
@@ -93,15 +105,19 @@ class Sim:
         for tid in upd.removed:
             del self.target[tid]
             self.removed.append(tid)
+        self.lost -= {tid for tid, _ in upd.refresh}
         self.last = res
         self.upd = upd
         self.k += 1
         return self.ids()
 
     def ids(self) -> dict[str, int]:
-        """World object -> id of the live track following it (asserts at most one track per object)."""
+        """World object -> id of the live track following it (asserts at most one track per object);
+        tracks the stand-in SAM 2 has lost for good are left out."""
         out: dict[str, int] = {}
         for tid, obj in self.target.items():
+            if tid in self.lost:
+                continue
             assert obj not in out, f"object {obj} has two live tracks {out[obj]} and {tid}"
             out[obj] = tid
         return out
@@ -109,6 +125,25 @@ class Sim:
 
 def moving(x0: float, y: float, vx: float, r: float = 6) -> Callable[[int], torch.Tensor]:
     return lambda k: disc(x0 + vx * k, y, r)
+
+
+@pytest.mark.parametrize("lost_boxes", [True, False])
+def test_occlusion_sam2_does_not_recover_from_is_bridged_by_the_last_box(lost_boxes: bool) -> None:
+    sim = Sim(AssociationConfig(max_missed_keyframes=3), sam2_recovers=False, pass_lost_boxes=lost_boxes)
+    a, b = moving(10, 20, 2), moving(70, 20, 0)
+    for k in range(3):
+        assert sim.keyframe({"A": a(k), "B": b(k)}, [Det("A"), Det("B")]) == {"A": 1, "B": 2}
+    sim.keyframe({"A": None, "B": b(3)}, [Det("B")])  # occluded: SAM 2 loses track 1
+    # A is back (moved 4 px) but SAM 2 still shows nothing for track 1
+    ids = sim.keyframe({"A": a(5), "B": b(5)}, [Det("A"), Det("B")])
+    if lost_boxes:
+        assert ids == {"A": 1, "B": 2}
+        assert sim.last is not None and sim.last.reacquired == [(1, 0)] and sim.upd.refresh == [(1, 0)]
+        assert sim.keyframe({"A": a(6), "B": b(6)}, [Det("A"), Det("B")]) == {"A": 1, "B": 2}
+    else:  # without the last box a second track starts; the lost one ages out
+        assert ids == {"A": 3, "B": 2} and sim.upd.created == [(3, 0)]
+        assert sim.keyframe({"A": a(6), "B": b(6)}, [Det("A"), Det("B")]) == {"A": 3, "B": 2}
+        assert sim.removed == [1] and sorted(sim.registry.tracks) == [2, 3]
 
 
 def test_object_entering_mid_video_gets_a_new_id() -> None:
