@@ -167,6 +167,79 @@ def meta_preprocessed(frames_dir: Path, image_size: int) -> tuple[torch.Tensor, 
     return images, h, w
 
 
+@torch.inference_mode()
+def run_transformers_video(model, images: torch.Tensor, video_h: int, video_w: int,
+                           prompts: Sequence[Prompt], num_frames: int) -> MetaRun:
+    """transformers' own Sam2VideoModel video API on pre-processed frames, prompted like ``run_meta``.
+
+    Used to separate converter/model questions from propagator questions: same weights, same pixels, same
+    call pattern, but transformers' inference session instead of ours.
+    """
+    import torch.nn.functional as F
+    from transformers.models.sam2_video.modeling_sam2_video import Sam2VideoInferenceSession
+
+    size = model.config.image_size
+    session = Sam2VideoInferenceSession(video=images[:num_frames], video_height=video_h, video_width=video_w,
+                                        dtype=torch.float32)
+    by_frame: dict[int, list[Prompt]] = {}
+    for p in prompts:
+        by_frame.setdefault(p.frame, []).append(p)
+    starts = sorted(by_frame)
+    run = MetaRun({}, {}, {}, {})
+    for i, start in enumerate(starts):
+        new_ids = []
+        for p in by_frame[start]:
+            obj_idx = session.obj_id_to_idx(p.obj_id)
+            if p.box is not None:
+                coords = torch.tensor(p.box, dtype=torch.float32).reshape(1, 2, 2)
+                coords = coords / torch.tensor([video_w, video_h]) * size
+                session.add_point_inputs(obj_idx, start, {
+                    "point_coords": coords.reshape(1, 1, 2, 2),
+                    "point_labels": torch.tensor([[[2, 3]]], dtype=torch.int32)})
+                session.remove_mask_inputs(obj_idx, start)
+            else:
+                mask = torch.from_numpy(p.mask)[None, None].float()
+                if mask.shape[-2:] != (size, size):
+                    mask = F.interpolate(mask, size=(size, size), mode="bilinear", align_corners=False,
+                                         antialias=True)
+                    mask = (mask >= 0.5).float()
+                session.add_mask_inputs(obj_idx, start, mask)
+                session.remove_point_inputs(obj_idx, start)
+            new_ids.append(p.obj_id)
+        session.obj_with_new_inputs = new_ids
+        stop = starts[i + 1] - 1 if i + 1 < len(starts) else num_frames - 1
+        for out in model.propagate_in_video_iterator(session, start_frame_idx=start,
+                                                     max_frame_num_to_track=stop - start):
+            low = out.pred_masks
+            run.obj_ids[out.frame_idx] = list(out.object_ids)
+            run.low_res[out.frame_idx] = low.clone()
+            run.video_res[out.frame_idx] = F.interpolate(low, size=(video_h, video_w), mode="bilinear",
+                                                         align_corners=False)
+            run.object_scores[out.frame_idx] = out.object_score_logits.reshape(-1).clone()
+    return run
+
+
+def compare_runs(ref: MetaRun, ours: MetaRun, threshold: float = 0.0) -> dict[int, dict[str, float]]:
+    """Per object: min IoU at video resolution and max |low-res logit difference| over all frames."""
+    if sorted(ref.obj_ids) != sorted(ours.obj_ids):
+        raise AssertionError(f"frames differ: {sorted(ref.obj_ids)} vs {sorted(ours.obj_ids)}")
+    stats: dict[int, dict[str, float]] = {}
+    for t in sorted(ref.obj_ids):
+        if ref.obj_ids[t] != ours.obj_ids[t]:
+            raise AssertionError(f"frame {t}: object ids {ref.obj_ids[t]} vs {ours.obj_ids[t]}")
+        for i, obj_id in enumerate(ref.obj_ids[t]):
+            s = stats.setdefault(obj_id, {"min_iou": 1.0, "max_logit_diff": 0.0, "worst_frame": -1,
+                                          "first_diff_frame": -1})
+            iou = mask_iou(ref.video_res[t][i] > threshold, ours.video_res[t][i] > threshold)
+            diff = (ref.low_res[t][i].float() - ours.low_res[t][i].float()).abs().max().item()
+            if iou < s["min_iou"]:
+                s["min_iou"], s["worst_frame"] = iou, t
+            if diff > 1e-4 and s["first_diff_frame"] < 0:
+                s["first_diff_frame"] = t
+            s["max_logit_diff"] = max(s["max_logit_diff"], diff)
+    return stats
+
+
 def mask_iou(a: torch.Tensor, b: torch.Tensor) -> float:
     """IoU of two boolean masks; two empty masks agree perfectly (1.0)."""
     inter = (a & b).sum().item()
@@ -175,4 +248,4 @@ def mask_iou(a: torch.Tensor, b: torch.Tensor) -> float:
 
 
 __all__ = ["Prompt", "MetaRun", "build_meta_predictor", "read_frames", "write_jpeg_folder", "run_meta",
-           "meta_preprocessed", "mask_iou", "meta_overrides", "HYDRA_CONFIGS"]
+           "meta_preprocessed", "mask_iou", "run_transformers_video", "compare_runs", "meta_overrides", "HYDRA_CONFIGS"]
