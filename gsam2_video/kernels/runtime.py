@@ -65,7 +65,13 @@ class CupyRunner:
     def launch(self, source: str, name: str, grid: Grid, block: Grid, args: Sequence[Any]) -> None:
         import cupy
 
-        fn = get_function(source, name, self.cc)
+        try:
+            fn = get_function(source, name, self.cc)
+        except Exception as err:  # NVRTC missing or failing: say how to fix it, in one line
+            raise ModelError(
+                f"CUDA kernel {name} ({source}) could not be compiled for sm_{self.cc[0]}{self.cc[1]}: "
+                f"{type(err).__name__}: {str(err).strip().splitlines()[0] if str(err).strip() else ''} -- install "
+                "nvidia-cuda-nvrtc-cu12 (pip install 'gsam2-video[cuda]') or set GSAM2_FORCE_TORCH=1") from err
         stream = torch.cuda.current_stream(self.index)
         with cupy.cuda.Device(self.index), cupy.cuda.ExternalStream(stream.cuda_stream, self.index):
             fn(grid, block, tuple(_as_cupy(a) if isinstance(a, torch.Tensor) else a for a in args))

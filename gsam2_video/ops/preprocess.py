@@ -82,7 +82,9 @@ def preprocess_frames(
     out_size = _size(size)
     c = batch.shape[3]
     mean_t, std_t = _stats(mean, c, "mean"), _stats(std, c, "std")
-    if use_kernel(batch):
+    if batch.shape[0] == 0:
+        out = torch.empty((0, c, *out_size), dtype=torch.float32, device=batch.device)
+    elif use_kernel(batch):
         from ..kernels.preprocess import preprocess_frames_cuda
 
         out = preprocess_frames_cuda(batch, out_size, mean_t, std_t, mode)
