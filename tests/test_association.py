@@ -237,3 +237,14 @@ def test_bad_inputs_raise_one_line_errors() -> None:
         associate([1], m.float(), None, None, m, None, None, AssociationConfig())
     with pytest.raises(ConfigError, match="iou threshold"):
         associate([1], m, None, None, m, None, None, AssociationConfig(iou_threshold=1.5))
+
+
+@pytest.mark.parametrize("ratio", [0.0, float("inf")])
+def test_covered_tracks(monkeypatch: pytest.MonkeyPatch, ratio: float) -> None:
+    monkeypatch.setattr(association, "_DENSE_RATIO", ratio)
+    big, inner, apart = rect(0, 0, 30, 30), rect(5, 5, 20, 20), rect(40, 0, 60, 20)
+    res = run([big, inner, apart], [big.clone()], track_ids=[1, 2, 3])
+    assert res.matches == [(1, 0)] and res.unmatched_tracks == [2, 3]
+    assert res.covered_tracks == [2]
+    aware = run([big, inner], [big.clone()], AssociationConfig(class_aware=True), tcls=[0, 1], dcls=[0])
+    assert aware.covered_tracks == []

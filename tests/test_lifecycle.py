@@ -360,3 +360,21 @@ def test_registry_rejects_bad_input() -> None:
         reg.on_keyframe(AssociationResult(), [0.5, 0.4], [0], None, {}, 0)
     with pytest.raises(ConfigError, match="max objects"):
         TrackRegistry(AssociationConfig(max_objects=0))
+
+
+def test_second_track_inside_a_matched_track_ages_out_but_a_neighbour_lives_on() -> None:
+    sim = Sim(AssociationConfig(max_missed_keyframes=2))
+    big = rect(10, 10, 40, 40)
+    sim.keyframe({"A": big}, [Det("A")])
+    sim.keyframe({"A": big, "Q": rect(60, 10, 75, 25)}, [Det("A"), Det("Q")])
+    assert sim.ids() == {"A": 1, "Q": 2}
+    # SAM 2's track 2 slides onto the object track 1 already follows; the detector sees only A
+    inside, beside = rect(15, 15, 30, 30), rect(41, 10, 56, 25)
+    sim.keyframe({"A": big, "Q": inside, "N": beside}, [Det("A"), Det("N")])
+    assert sim.last is not None and sim.last.covered_tracks == [2]
+    assert sim.ids() == {"A": 1, "Q": 2, "N": 3}
+    sim.keyframe({"A": big, "Q": inside, "N": beside}, [Det("A")])  # N missed but visible and separate
+    assert sim.removed == [2] and sim.ids() == {"A": 1, "N": 3}
+    for _ in range(4):
+        sim.keyframe({"A": big, "N": beside}, [Det("A")])
+    assert sim.ids() == {"A": 1, "N": 3}

@@ -27,8 +27,9 @@ comparison must be cheap (100 tracks x 100 detections well under 5 ms on a CPU),
      the caller); matched, refreshed and listed in ``reacquired``. This keeps an ID across an occlusion
      SAM 2 did not recover from by itself.
 
-Unmatched detections mostly inside a live track (``coverage >= config.duplicate_coverage``) are duplicates or
-parts of it; unmatched detections overlapping a higher-scoring new detection (IoU >= ``iou_threshold`` or
+An unmatched track mostly inside a matched one (``covered_tracks``) is a second track on an object that is
+already tracked; the registry counts it as invisible so it ages out. Unmatched detections mostly inside a
+live track (``coverage >= config.duplicate_coverage``) are duplicates or parts of it; unmatched detections overlapping a higher-scoring new detection (IoU >= ``iou_threshold`` or
 mostly inside it) are duplicates too; the rest become new tracks, best score first.
 """
 
@@ -67,6 +68,7 @@ class AssociationResult:
     duplicates: list[int] = field(default_factory=list)  # det indices ignored (inside a track / a new det)
     refresh: list[tuple[int, int]] = field(default_factory=list)  # matched but drifted (track_id, det_idx)
     reacquired: list[tuple[int, int]] = field(default_factory=list)  # lost tracks matched by last box (in refresh)
+    covered_tracks: list[int] = field(default_factory=list)  # unmatched tracks mostly inside a matched track
     unmatched_tracks: list[int] = field(default_factory=list)  # track ids
     iou: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.float32))
     coverage: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.float32))
@@ -199,6 +201,7 @@ def associate(
     result.refresh.sort(key=lambda m: m[1])
     result.reacquired.sort(key=lambda m: m[1])
     result.unmatched_tracks = [ids[i] for i in range(t) if not matched_t[i]]
+    result.covered_tracks = [ids[i] for i in _covered_tracks(tmask, tpk, tb, tcls, matched_t, config)]
 
     if len(fresh) > 1:
         kept, dups = _dedupe_new(fresh, dpk if dpk is not None else _pack(_as_numpy(dmask)), db, dcls,
@@ -229,6 +232,34 @@ def _assign(score: np.ndarray, threshold: float, matched_t: np.ndarray,
             matched_t[i] = matched_d[j] = True
             pairs.append((int(i), int(j)))
     return pairs
+
+
+def _covered_tracks(tmask: torch.Tensor, tpk: np.ndarray | None, tb: np.ndarray, tcls: np.ndarray,
+                    matched_t: np.ndarray, config: AssociationConfig) -> list[int]:
+    """Unmatched, non-empty tracks with >= ``duplicate_coverage`` of their pixels inside a matched track: a
+    second track on an already tracked object (or a part of it). The registry counts them as invisible."""
+    unmatched = np.flatnonzero(~matched_t)
+    matched = np.flatnonzero(matched_t)
+    if not len(unmatched) or not len(matched):
+        return []
+    cand = _box_overlap(tb[unmatched], tb[matched])
+    if config.class_aware:
+        cand &= tcls[unmatched][:, None] == tcls[matched][None, :]
+    rows = np.flatnonzero(cand.any(axis=1))
+    if not len(rows):
+        return []
+    if tpk is not None:
+        ui, mi = np.nonzero(cand[rows])
+        inter = np.zeros((len(rows), len(matched)), np.float64)
+        inter[ui, mi] = _pair_intersections(tpk, tpk, unmatched[rows][ui], matched[mi], tb, tb)
+        area = _areas(tpk[unmatched[rows]])
+        cov = np.where(area[:, None] > 0, inter / np.maximum(area[:, None], 1), 0.0)
+    else:
+        sel_u = torch.as_tensor(unmatched[rows], device=tmask.device)
+        sel_m = torch.as_tensor(matched, device=tmask.device)
+        cov = mask_coverage_matrix(tmask[sel_u], tmask[sel_m]).cpu().double().numpy()
+        cov = np.where(cand[rows], cov, 0.0)
+    return [int(i) for i in unmatched[rows][cov.max(axis=1) >= config.duplicate_coverage]]
 
 
 def _nonempty(masks: torch.Tensor, packed: np.ndarray | None) -> np.ndarray:

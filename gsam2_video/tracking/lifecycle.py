@@ -9,7 +9,9 @@ Rules applied on every keyframe (after :func:`~gsam2_video.tracking.association.
 * an unmatched track counts a miss; it is removed only after ``max_missed_keyframes`` consecutive keyframes
   on which it was both missed *and* invisible (SAM 2 object score < 0). A track SAM 2 still sees is kept
   however often the detector misses it: the detector missing an object is far more common than SAM 2
-  hallucinating one, and a removed track's ID could never come back;
+  hallucinating one, and a removed track's ID could never come back. The exception is a track whose mask
+  lies mostly inside a matched track (``AssociationResult.covered_tracks``): it is a second track on an
+  object already tracked (or on a part of it), so it counts as invisible and ages out the same way;
 * a track's label is the majority vote over its matched detections (ties: the higher summed score, then
   the lower class id);
 * a track's ``score`` is the mean score of the detections matched to it (including the one that created
@@ -149,6 +151,7 @@ class TrackRegistry:
                 raise KeyError(f"association reports track {tid} as unmatched, but it is not live")
 
         update = LifecycleUpdate(refresh=list(result.refresh))
+        covered = set(result.covered_tracks)
         for tid, j in result.matches:
             track = self.tracks[tid]
             track.misses = 0
@@ -158,7 +161,7 @@ class TrackRegistry:
         for tid in result.unmatched_tracks:
             track = self.tracks[tid]
             track.misses += 1
-            if visible.get(tid, False):
+            if visible.get(tid, False) and tid not in covered:
                 track.invisible_misses = 0
             else:
                 track.invisible_misses += 1
