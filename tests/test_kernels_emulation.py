@@ -108,6 +108,23 @@ def test_grounding_dino_patched_with_kernel_matches_torch_path(emu):
     torch.testing.assert_close(got, ref, rtol=1e-4, atol=1e-4)
 
 
+def test_patched_module_keeps_autograd_on_torch_path(emu):
+    from transformers.models.grounding_dino.modeling_grounding_dino import MultiScaleDeformableAttention
+
+    from gsam2_video.kernels import KernelDeformableAttention
+
+    value, ss, starts, loc, weights = level_inputs([(4, 5), (2, 3)], 1, 6, 2, 4, 2)
+    wrapped = KernelDeformableAttention(MultiScaleDeformableAttention(), runner=emu)
+    shapes = [(4, 5), (2, 3)]
+    value.requires_grad_(True)
+    out = wrapped(value, ss, shapes, starts, loc, weights, 64)
+    out.sum().backward()  # forward-only kernel: training must take the differentiable torch path
+    assert value.grad is not None and value.grad.abs().sum() > 0
+    with torch.no_grad():
+        fast = wrapped(value, ss, shapes, starts, loc, weights, 64)
+    torch.testing.assert_close(fast, out.detach(), rtol=0, atol=5e-6)
+
+
 # ---------------------------------------------------------------- connected components
 @pytest.mark.parametrize("shape,density", [((5, 37, 23), 0.5), ((3, 1, 1), 0.5), ((2, 1, 19), 0.6),
                                            ((2, 21, 1), 0.6), ((3, 64, 48), 0.62)])
