@@ -177,13 +177,13 @@ def test_prefetch_runs_ahead_by_exactly_the_queue_size():
 
 
 def test_prefetch_overlaps_production_with_consumption():
-    """Producer and consumer each need 10 ms per frame; overlapped, 20 frames take ~0.2 s, not ~0.4 s."""
-    src = _Counting(20, prefetch=4, delay=0.01)
+    """Producer and consumer each need 50 ms per frame; overlapped, 10 frames take ~0.55 s, not >= 1.0 s."""
+    src = _Counting(10, prefetch=4, delay=0.05)
     t0 = time.monotonic()
     with src:
         for _ in src:
-            time.sleep(0.01)
-    assert time.monotonic() - t0 < 0.38  # sequential would be >= 0.40
+            time.sleep(0.05)
+    assert time.monotonic() - t0 < 0.85  # sequential would be >= 1.0
 
 
 def test_prefetch_zero_decodes_on_caller_thread():
