@@ -17,8 +17,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TypeVar
 
-from typing_extensions import Self
-
 from ..errors import SourceError
 from ..types import Frame, VideoInfo
 from .channel import Channel, ChannelClosed
@@ -125,7 +123,7 @@ class FrameSource(ABC):
     def name(self) -> str:
         return self._info.name
 
-    def __enter__(self) -> Self:
+    def __enter__(self: SourceT) -> SourceT:  # noqa: PYI019 - typing.Self needs Python 3.11
         return self
 
     def __exit__(self, *exc: object) -> None:
