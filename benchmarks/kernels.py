@@ -28,14 +28,20 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from gsam2_video.ops import _dispatch  # noqa: E402
-from gsam2_video.ops.connected_components import connected_components, connected_components_reference  # noqa: E402
-from gsam2_video.ops.deformable_attention import (multi_scale_deformable_attention,  # noqa: E402
-                                                  multi_scale_deformable_attention_reference)
-from gsam2_video.ops.mask_iou import mask_iou_matrix, overlap_counts_reference  # noqa: E402
-from gsam2_video.ops.preprocess import (IMAGENET_MEAN, IMAGENET_STD, preprocess_frames,  # noqa: E402
-                                        preprocess_frames_reference)
-from gsam2_video.ops.rle import rle_encode  # noqa: E402
+from gsam2_video.ops import _dispatch
+from gsam2_video.ops.connected_components import connected_components, connected_components_reference
+from gsam2_video.ops.deformable_attention import (
+    multi_scale_deformable_attention,
+    multi_scale_deformable_attention_reference,
+)
+from gsam2_video.ops.mask_iou import mask_iou_matrix, overlap_counts_reference
+from gsam2_video.ops.preprocess import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    preprocess_frames,
+    preprocess_frames_reference,
+)
+from gsam2_video.ops.rle import rle_encode
 
 GDINO_LEVELS = [(100, 167), (50, 84), (25, 42), (13, 21)]  # 800x1333 at strides 8, 16, 32, 64
 

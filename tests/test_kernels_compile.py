@@ -24,7 +24,7 @@ def _nvrtc_ok() -> bool:
 
         nvrtc.getVersion()
         return True
-    except Exception:  # CuPy missing or libnvrtc not loadable
+    except Exception:  # noqa: BLE001 -- CuPy missing or libnvrtc not loadable
         return False
 
 
@@ -57,7 +57,7 @@ def test_nvcc_ptx_compiles_every_kernel(cc, tmp_path):
         out = tmp_path / f"{source}.{arch}.ptx"
         cmd = ["nvcc", "-ptx", f"-arch={arch}", *nvrtc_options(cc), "-I", str(CUDA_DIR),
                str(CUDA_DIR / source), "-o", str(out)]
-        proc = subprocess.run(cmd, capture_output=True, text=True)
+        proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
         assert proc.returncode == 0, proc.stderr
         ptx = out.read_text()
         for name in names:

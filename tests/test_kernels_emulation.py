@@ -10,6 +10,7 @@ import shutil
 
 import pytest
 import torch
+from _kernel_cases import blob_masks, level_inputs, mask_batch
 
 from gsam2_video.kernels.connected_components import connected_components_cuda
 from gsam2_video.kernels.deformable_attention import channel_pack, multi_scale_deformable_attention_cuda
@@ -22,8 +23,6 @@ from gsam2_video.ops.deformable_attention import multi_scale_deformable_attentio
 from gsam2_video.ops.mask_iou import overlap_counts_reference
 from gsam2_video.ops.preprocess import IMAGENET_MEAN, IMAGENET_STD, preprocess_frames_reference
 from gsam2_video.ops.rle import run_starts_reference
-
-from _kernel_cases import blob_masks, level_inputs, mask_batch
 
 
 @pytest.fixture(scope="session")
@@ -91,7 +90,7 @@ def test_grounding_dino_patched_with_kernel_matches_torch_path(emu):
         encoder_attention_heads=2, decoder_attention_heads=2, encoder_n_points=2, decoder_n_points=2,
         num_feature_levels=4)
     model = GroundingDinoModel(cfg).eval()
-    inputs = dict(pixel_values=torch.randn(1, 3, 64, 80), input_ids=torch.tensor([[1, 5, 7, 2]]))
+    inputs = {"pixel_values": torch.randn(1, 3, 64, 80), "input_ids": torch.tensor([[1, 5, 7, 2]])}
     with torch.no_grad():
         ref = model(**inputs).last_hidden_state
     # CPU model, no runner: wrapped but the torch path stays

@@ -9,14 +9,18 @@ import importlib.util
 
 import pytest
 import torch
+from _kernel_cases import blob_masks, level_inputs, mask_batch
 
-from gsam2_video.ops import (connected_components, mask_iou_matrix, multi_scale_deformable_attention,
-                             preprocess_frames, rle_encode)
+from gsam2_video.ops import (
+    connected_components,
+    mask_iou_matrix,
+    multi_scale_deformable_attention,
+    preprocess_frames,
+    rle_encode,
+)
 from gsam2_video.ops.connected_components import connected_components_reference
 from gsam2_video.ops.deformable_attention import multi_scale_deformable_attention_reference
 from gsam2_video.ops.preprocess import IMAGENET_MEAN, IMAGENET_STD, preprocess_frames_reference
-
-from _kernel_cases import blob_masks, level_inputs, mask_batch
 
 pytestmark = [
     pytest.mark.gpu,

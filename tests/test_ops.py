@@ -7,14 +7,21 @@ import numpy as np
 import pycocotools.mask as mask_utils
 import pytest
 import torch
+from _kernel_cases import blob_masks, level_inputs, mask_batch
 from scipy import ndimage
 
 from gsam2_video.errors import ModelError
-from gsam2_video.ops import (IMAGENET_MEAN, IMAGENET_STD, connected_components, mask_coverage_matrix,
-                             mask_iou_matrix, multi_scale_deformable_attention, preprocess_frames, rle_encode)
-from gsam2_video.ops import _dispatch
-
-from _kernel_cases import blob_masks, level_inputs, mask_batch
+from gsam2_video.ops import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    _dispatch,
+    connected_components,
+    mask_coverage_matrix,
+    mask_iou_matrix,
+    multi_scale_deformable_attention,
+    preprocess_frames,
+    rle_encode,
+)
 
 
 # ---------------------------------------------------------------- mask IoU / coverage
@@ -112,7 +119,7 @@ def test_connected_components_keep_sam2_layout_and_drive_sam2_hole_filling(monke
 
     scores = torch.where(blob_masks(3, 40, 48, seed=5), 2.0, -2.0)[:, None]  # N x 1 x H x W like SAM 2
     scores[:, :, 10:12, 10:13] = -1.0  # a 2x3 hole (filled when inside an object)
-    labels, areas = connected_components(scores <= 0)
+    labels, _ = connected_components(scores <= 0)
     assert labels.shape == scores.shape
     monkeypatch.setattr(sam2_misc, "get_connected_components", lambda m: connected_components(m))
     filled = sam2_misc.fill_holes_in_mask_scores(scores, max_area=8)

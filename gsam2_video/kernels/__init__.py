@@ -21,7 +21,10 @@ _LAZY = {
     "kernels_available": "gsam2_video.kernels.status",
 }
 
-__all__ = sorted(_LAZY)
+__all__ = [
+    "CupyRunner", "EmulationRunner", "KernelDeformableAttention", "build_emulation_library", "compile_ptx",
+    "kernels_available", "nvrtc_options", "patch_grounding_dino",
+]
 
 
 def __getattr__(name: str) -> Any:

@@ -8,7 +8,7 @@ prove every kernel compiles for sm_80 and sm_90 without a GPU.
 
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import cache
 from typing import Any
 
 from ..errors import ModelError
@@ -48,7 +48,7 @@ def compile_ptx(source: str, cc: tuple[int, int]) -> str:
     return ptx.decode() if isinstance(ptx, bytes) else ptx
 
 
-@lru_cache(maxsize=None)
+@cache
 def load_module(source: str, cc: tuple[int, int]) -> Any:
     """The compiled CuPy RawModule for ``source`` on devices of capability ``cc`` (memoised per process)."""
     import cupy
@@ -56,7 +56,7 @@ def load_module(source: str, cc: tuple[int, int]) -> Any:
     return cupy.RawModule(code=expanded_source(source), options=nvrtc_options(cc), backend="nvrtc")
 
 
-@lru_cache(maxsize=None)
+@cache
 def get_function(source: str, name: str, cc: tuple[int, int]) -> Any:
     """One kernel of a cached module."""
     return load_module(source, cc).get_function(name)

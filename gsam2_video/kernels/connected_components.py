@@ -17,7 +17,7 @@ def connected_components_cuda(masks: torch.Tensor, runner: Runner | None = None)
     runner = runner or cuda_runner(masks.device)
     b, h, w = masks.shape
     img = masks.contiguous().view(torch.uint8)
-    opts = dict(dtype=torch.int32, device=masks.device)
+    opts = {"dtype": torch.int32, "device": masks.device}
     label = torch.empty((b, h, w), **opts)
     roots = torch.empty((b, h, w), **opts)
     area = torch.zeros((b, h, w), **opts)
