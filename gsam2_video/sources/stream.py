@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -106,12 +107,16 @@ class StreamSource(FrameSource):
                 raise SourceError(f"{self._display}: stream has no video")
             stream = container.streams.video[0]
             connection = _Connection(container, stream, container.demux(stream))
+            deadline = time.monotonic() + self.open_timeout + self.read_timeout
             for packet in connection.packets:
                 if packet.size == 0 and packet.dts is None:
                     break
                 try:
                     connection.held.extend(stream.decode(packet))
                 except av.error.InvalidDataError:
+                    if time.monotonic() > deadline:
+                        raise SourceError(f"{self._display}: no decodable frame within "
+                                          f"{self.open_timeout + self.read_timeout:g} s") from None
                     continue  # joined mid-GOP: wait for a decodable picture
                 if connection.held:
                     return connection
