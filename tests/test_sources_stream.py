@@ -309,6 +309,40 @@ def test_tcp_stream_and_connection_reset(tcp_server, half_frames):
     _check_clock(frames)
 
 
+def test_udp_mpegts_stream_looping_clip(ts_data):
+    """A sender thread loops the clip as MPEG-TS datagrams to 127.0.0.1; the reader joins mid-stream and reads
+    across the loop point, where pts jump back: timestamps stay strictly increasing."""
+    port = _closed_port()
+    stop = threading.Event()
+
+    def send() -> None:
+        tx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        deadline = time.monotonic() + 20.0
+        try:
+            while not stop.is_set() and time.monotonic() < deadline:
+                for i in range(0, len(ts_data), 1316):  # 7 TS packets per datagram, as streamers do
+                    tx.sendto(ts_data[i:i + 1316], ("127.0.0.1", port))
+                    if i % (1316 * 20) == 0:
+                        time.sleep(0.002)
+                    if stop.is_set():
+                        break
+        finally:
+            tx.close()
+
+    sender = threading.Thread(target=send, daemon=True)
+    sender.start()
+    try:
+        frames, stats, info = _read(f"udp://127.0.0.1:{port}", live=False, max_frames=200)
+    finally:
+        stop.set()
+        sender.join(5.0)
+    assert len(frames) == 200 and [i for i, _, _ in frames] == list(range(200))
+    assert (info.width, info.height) == (176, 144)
+    _check_clock(frames)
+    gaps = np.diff([t for _, t, _ in frames])
+    assert gaps.max() < 0.5  # the loop point is bridged by one frame step, not a jump
+
+
 def test_close_while_live_reader_is_blocked(http_server, half_frames):
     """close() returns within the read timeout even when the reader waits on a silent connection."""
     url, _plan = http_server(["half-stall"])
