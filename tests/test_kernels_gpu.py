@@ -73,3 +73,50 @@ def test_kernels_run_on_torch_current_stream():
         labels, _ = connected_components(masks)
     stream.synchronize()
     assert torch.equal(labels.cpu(), connected_components_reference(masks.cpu())[0])
+
+
+def test_dlpack_shares_memory_without_copies():
+    from gsam2_video.kernels.runtime import _as_cupy
+
+    for dtype in (torch.float32, torch.float16, torch.bfloat16, torch.bool, torch.int32):
+        t = torch.zeros(4, 8, dtype=dtype, device="cuda")
+        assert _as_cupy(t).data.ptr == t.data_ptr()
+
+
+def test_grounding_dino_on_cuda_uses_kernel_and_matches_torch():
+    from transformers import BertConfig, GroundingDinoConfig, GroundingDinoModel, SwinConfig
+
+    from gsam2_video.kernels import patch_grounding_dino
+
+    torch.manual_seed(0)
+    cfg = GroundingDinoConfig(
+        backbone_config=SwinConfig(embed_dim=16, depths=[1, 1, 1, 1], num_heads=[1, 1, 1, 1], window_size=4,
+                                   image_size=64, out_features=["stage2", "stage3", "stage4"]),
+        text_config=BertConfig(vocab_size=100, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                               intermediate_size=64),
+        d_model=32, encoder_layers=1, decoder_layers=2, encoder_ffn_dim=32, decoder_ffn_dim=32, num_queries=10,
+        encoder_attention_heads=2, decoder_attention_heads=2, encoder_n_points=2, decoder_n_points=2,
+        num_feature_levels=4)
+    model = GroundingDinoModel(cfg).eval().cuda()
+    inputs = {"pixel_values": torch.randn(1, 3, 64, 80, device="cuda"),
+              "input_ids": torch.tensor([[1, 5, 7, 2]], device="cuda")}
+    with torch.no_grad():
+        ref = model(**inputs).last_hidden_state
+    assert patch_grounding_dino(model) == 3
+    calls = []
+    import gsam2_video.kernels.deformable_attention as kda
+
+    original = kda.multi_scale_deformable_attention_cuda
+
+    def counting(*args, **kwargs):
+        calls.append(1)
+        return original(*args, **kwargs)
+
+    kda.multi_scale_deformable_attention_cuda = counting
+    try:
+        with torch.no_grad():
+            got = model(**inputs).last_hidden_state
+    finally:
+        kda.multi_scale_deformable_attention_cuda = original
+    assert len(calls) == 3
+    torch.testing.assert_close(got, ref, rtol=1e-4, atol=1e-4)
