@@ -49,14 +49,19 @@ def compile_ptx(source: str, cc: tuple[int, int]) -> str:
 
 
 @cache
-def load_module(source: str, cc: tuple[int, int]) -> Any:
-    """The compiled CuPy RawModule for ``source`` on devices of capability ``cc`` (memoised per process)."""
+def load_module(source: str, cc: tuple[int, int], device: int) -> Any:
+    """The CuPy RawModule for ``source`` on CUDA device ``device`` of capability ``cc``.
+
+    Memoised per process and device (a loaded module belongs to one device context); the compiled binary
+    itself is cached on disk by CuPy, so a new process or a second device of the same architecture does not
+    recompile. Call with ``device`` current.
+    """
     import cupy
 
     return cupy.RawModule(code=expanded_source(source), options=nvrtc_options(cc), backend="nvrtc")
 
 
 @cache
-def get_function(source: str, name: str, cc: tuple[int, int]) -> Any:
-    """One kernel of a cached module."""
-    return load_module(source, cc).get_function(name)
+def get_function(source: str, name: str, cc: tuple[int, int], device: int) -> Any:
+    """One kernel of a cached module (call with ``device`` current)."""
+    return load_module(source, cc, device).get_function(name)

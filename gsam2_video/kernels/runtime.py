@@ -6,8 +6,9 @@ parameter types). The op launchers in this package are written against that inte
 tests run the very launch code a GPU would run, buffers and host-side prefix sums included.
 
 CuPy runner: tensors are shared through DLPack (no copies; bfloat16, which CuPy has no dtype for, is
-shared as its int16 bit pattern), kernels run on ``torch.cuda.current_stream()`` wrapped as a CuPy
-ExternalStream, on the tensor's device.
+shared as its int16 bit pattern), kernels run on ``torch.cuda.current_stream()`` wrapped as a
+CuPy stream (``Stream.from_external`` via the CUDA stream protocol; ``ExternalStream`` on CuPy 13), on the
+tensor's device.
 """
 
 from __future__ import annotations
@@ -54,6 +55,16 @@ def _as_cupy(t: torch.Tensor) -> Any:
     return cupy.from_dlpack(t)
 
 
+def _cupy_stream(stream: torch.cuda.Stream, index: int) -> Any:
+    """torch's stream as a CuPy stream: the CUDA stream protocol (CuPy 14+), else ExternalStream (CuPy 13)."""
+    import cupy
+
+    from_external = getattr(cupy.cuda.Stream, "from_external", None)
+    if from_external is not None and hasattr(stream, "__cuda_stream__"):
+        return from_external(stream)
+    return cupy.cuda.ExternalStream(stream.cuda_stream, index)
+
+
 class CupyRunner:
     """Launch NVRTC-compiled kernels on one CUDA device, on torch's current stream."""
 
@@ -65,16 +76,18 @@ class CupyRunner:
     def launch(self, source: str, name: str, grid: Grid, block: Grid, args: Sequence[Any]) -> None:
         import cupy
 
-        try:
-            fn = get_function(source, name, self.cc)
-        except Exception as err:  # NVRTC missing or failing: say how to fix it, in one line
-            raise ModelError(
-                f"CUDA kernel {name} ({source}) could not be compiled for sm_{self.cc[0]}{self.cc[1]}: "
-                f"{type(err).__name__}: {str(err).strip().splitlines()[0] if str(err).strip() else ''} -- install "
-                "nvidia-cuda-nvrtc-cu12 (pip install 'gsam2-video[cuda]') or set GSAM2_FORCE_TORCH=1") from err
         stream = torch.cuda.current_stream(self.index)
-        with cupy.cuda.Device(self.index), cupy.cuda.ExternalStream(stream.cuda_stream, self.index):
-            fn(grid, block, tuple(_as_cupy(a) if isinstance(a, torch.Tensor) else a for a in args))
+        with cupy.cuda.Device(self.index):
+            try:
+                fn = get_function(source, name, self.cc, self.index)
+            except Exception as err:  # NVRTC missing or failing: say how to fix it, in one line
+                first = str(err).strip().splitlines()[0] if str(err).strip() else ""
+                raise ModelError(
+                    f"CUDA kernel {name} ({source}) could not be compiled for sm_{self.cc[0]}{self.cc[1]}: "
+                    f"{type(err).__name__}: {first} -- install nvidia-cuda-nvrtc-cu12 "
+                    "(pip install 'gsam2-video[cuda]') or set GSAM2_FORCE_TORCH=1") from err
+            with _cupy_stream(stream, self.index):
+                fn(grid, block, tuple(_as_cupy(a) if isinstance(a, torch.Tensor) else a for a in args))
 
 
 def cuda_runner(device: torch.device) -> CupyRunner:
