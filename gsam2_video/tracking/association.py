@@ -10,7 +10,8 @@ comparison must be cheap (100 tracks x 100 detections well under 5 ms on a CPU),
   boxes don't overlap are never looked at pixel by pixel. When most pairs survive the prefilter, or the masks
   live on a GPU, the dense :func:`gsam2_video.ops.mask_iou.mask_iou_matrix` /
   :func:`~gsam2_video.ops.mask_iou.mask_coverage_matrix` ops (CUDA kernel there) are used instead. Both paths
-  give the exact same counts at the working resolution, provided boxes bound their masks;
+  give the exact same counts at the working resolution, provided boxes bound their masks (the sparse path
+  treats pixels outside a mask's box as empty);
 * matching runs in passes, each an optimal assignment (``scipy.optimize.linear_sum_assignment`` maximising
   total score over pairs at or above the pass's threshold; sub-threshold pairs are zeroed first so they can
   never displace a valid pair):
@@ -50,6 +51,7 @@ from ..ops._checks import check_masks
 from ..ops.mask_iou import mask_coverage_matrix, mask_iou_matrix
 
 _WORD = 64  # pixels per packed word
+_CHUNK_ROWS = 8  # rows per gather chunk in the sparse pair count
 # The sparse path reads one 64-pixel word for a few ns; BLAS dense counting costs ~0.05 ns per pixel-pair.
 # Prefer dense when the gathered words would exceed this fraction of the dense pixel-pairs.
 _DENSE_RATIO = 1.0 / 64.0
@@ -151,7 +153,7 @@ def associate(
             iou = np.where(cand, iou_full, 0.0).astype(np.float32)
             coverage = np.where(cand.T, cov_full, 0.0).astype(np.float32)
         else:
-            tpk, dpk = _pack(_as_numpy(tmask)), _pack(_as_numpy(dmask))
+            tpk, dpk = _pack(_as_numpy(tmask), tb), _pack(_as_numpy(dmask), db)
             tarea, darea = _areas(tpk), _areas(dpk)
             inter[ti, di] = _pair_intersections(tpk, dpk, ti, di, tb, db)
             union = tarea[:, None] + darea[None, :] - inter
@@ -204,7 +206,7 @@ def associate(
     result.covered_tracks = [ids[i] for i in _covered_tracks(tmask, tpk, tb, tcls, matched_t, config)]
 
     if len(fresh) > 1:
-        kept, dups = _dedupe_new(fresh, dpk if dpk is not None else _pack(_as_numpy(dmask)), db, dcls,
+        kept, dups = _dedupe_new(fresh, dpk if dpk is not None else _pack(_as_numpy(dmask), db), db, dcls,
                                  dscore, config)
         fresh = kept
         result.duplicates = sorted(result.duplicates + dups)
@@ -217,20 +219,28 @@ def associate(
 def _assign(score: np.ndarray, threshold: float, matched_t: np.ndarray,
             matched_d: np.ndarray) -> list[tuple[int, int]]:
     """Optimal one-to-one pairs among unmatched rows/columns with ``score >= threshold`` (sub-threshold pairs
-    are zeroed first, so they can never displace a valid pair). Marks the pairs as matched."""
-    valid = np.where((score >= threshold) & (score > 0), score, 0.0)
-    valid[matched_t, :] = 0.0
-    valid[:, matched_d] = 0.0
-    rows = np.flatnonzero(valid.any(axis=1))
-    if not len(rows):
+    are zeroed first, so they can never displace a valid pair). Marks the pairs as matched.
+
+    A pair that is the only candidate of both its row and its column is taken directly (it is in every
+    optimal assignment); the Hungarian solver runs on the rest."""
+    valid = (score >= threshold) & (score > 0)
+    valid[matched_t, :] = False
+    valid[:, matched_d] = False
+    if not valid.any():
         return []
-    cols = np.flatnonzero(valid.any(axis=0))
-    r, c = linear_sum_assignment(-valid[np.ix_(rows, cols)])
-    pairs = []
-    for i, j in zip(rows[r], cols[c]):
-        if valid[i, j] > 0:
-            matched_t[i] = matched_d[j] = True
-            pairs.append((int(i), int(j)))
+    row_n = valid.sum(axis=1)
+    col_n = valid.sum(axis=0)
+    ri, ci = np.nonzero(valid)
+    alone = (row_n[ri] == 1) & (col_n[ci] == 1)
+    pairs = [(int(i), int(j)) for i, j in zip(ri[alone], ci[alone])]
+    rest_rows = np.unique(ri[~alone])
+    if len(rest_rows):
+        rest_cols = np.unique(ci[~alone])
+        sub = np.where(valid[np.ix_(rest_rows, rest_cols)], score[np.ix_(rest_rows, rest_cols)], 0.0)
+        r, c = linear_sum_assignment(-sub)
+        pairs += [(int(rest_rows[i]), int(rest_cols[j])) for i, j in zip(r, c) if sub[i, j] > 0]
+    for i, j in pairs:
+        matched_t[i] = matched_d[j] = True
     return pairs
 
 
@@ -387,16 +397,39 @@ def _as_numpy(masks: torch.Tensor) -> np.ndarray:
     return masks.detach().cpu().numpy()
 
 
-def _pack(masks: np.ndarray) -> np.ndarray:
-    """N x H x W bool -> N x H x ceil(W / 64) uint64: word k of a row holds pixels 64k .. 64k + 63."""
+def _pack(masks: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+    """N x H x W bool -> N x H x ceil(W / 64) uint64 (word k of a row holds pixels 64k .. 64k + 63).
+
+    Only the rows inside each mask's box are read (and, when W is a multiple of 64, only the 64-pixel words
+    spanning the box); everything outside a box is taken as empty, the same contract the pair counts rely
+    on. That is most of the speed at 100 masks: the full masks are several MB and would be pulled from
+    memory just to find zeros.
+    """
     n, h, w = masks.shape
-    if w % _WORD == 0 and masks.flags.c_contiguous:  # rows end on word boundaries: pack the flat buffer
-        return np.packbits(masks.reshape(-1)).view(np.uint64).reshape(n, h, w // _WORD)
-    packed = np.packbits(masks, axis=2)
-    pad = (-packed.shape[2]) % 8
-    if pad:
-        packed = np.concatenate([packed, np.zeros((n, h, pad), np.uint8)], axis=2)
-    return np.ascontiguousarray(packed).view(np.uint64)
+    nw = (w + _WORD - 1) // _WORD
+    out = np.zeros(n * h * nw, np.uint64)
+    heights = np.clip(boxes[:, 3] - boxes[:, 1], 0, None)
+    total = int(heights.sum())
+    if not total:
+        return out.reshape(n, h, nw)
+    which = np.repeat(np.arange(n), heights)
+    first = np.cumsum(heights) - heights
+    flat_rows = which * h + boxes[which, 1] + (np.arange(total) - first[which])
+    if w % _WORD == 0 and masks.flags.c_contiguous:
+        span = int(((boxes[:, 2] + _WORD - 1) // _WORD - boxes[:, 0] // _WORD).max())
+        span = min(max(span, 1), nw)
+        # windows of `span` words that start on a word boundary and cover each box's columns
+        c0 = np.minimum(boxes[which, 0] // _WORD, nw - span)
+        windows = np.lib.stride_tricks.sliding_window_view(masks.reshape(n * h, w), span * _WORD, axis=1)
+        pixels = windows[flat_rows, c0 * _WORD]  # R x span*64, one contiguous copy per row
+        words = np.packbits(pixels, axis=1).view(np.uint64)  # R x span
+        out[(flat_rows * nw + c0)[:, None] + np.arange(span)] = words
+    else:
+        packed = np.packbits(masks.reshape(n * h, w)[flat_rows], axis=1)  # R x ceil(w/8) bytes
+        padded = np.zeros((total, nw * 8), np.uint8)
+        padded[:, : packed.shape[1]] = packed
+        out[(flat_rows * nw)[:, None] + np.arange(nw)] = padded.view(np.uint64)
+    return out.reshape(n, h, nw)
 
 
 def _areas(packed: np.ndarray) -> np.ndarray:
@@ -408,32 +441,28 @@ def _pair_intersections(a: np.ndarray, b: np.ndarray, ia: np.ndarray, ib: np.nda
     """|a[ia[p]] & b[ib[p]]| for each candidate pair p, from bit-packed masks (see :func:`_pack`).
 
     Only the rows and 64-pixel words inside the pair's box intersection are read: every pixel set in both
-    masks lies inside both boxes, so nothing outside needs masking. Pairs are grouped by their number of rows
-    (within 2x of each other share one padded gather), so one tall pair does not inflate the small ones.
+    masks lies inside both boxes, so nothing outside needs masking. Each pair's rows are cut into chunks of
+    ``_CHUNK_ROWS`` so that all pairs go through one fixed-shape gather (no per-size Python loop).
     """
     n_pairs = len(ia)
-    out = np.zeros(n_pairs, np.float64)
+    if n_pairs == 0:
+        return np.zeros(0, np.float64)
     h, nw = a.shape[1], a.shape[2]
     y0 = np.maximum(ba[ia, 1], bb[ib, 1])
     y1 = np.minimum(ba[ia, 3], bb[ib, 3])
     w0 = np.maximum(ba[ia, 0], bb[ib, 0]) // _WORD
     w1 = (np.minimum(ba[ia, 2], bb[ib, 2]) + _WORD - 1) // _WORD
-    ph, pw = y1 - y0, w1 - w0
-    order = np.argsort(ph, kind="stable")
-    sorted_h = ph[order]
-    start = 0
-    while start < n_pairs:
-        stop = int(np.searchsorted(sorted_h, 2 * max(int(sorted_h[start]), 1), side="right"))
-        stop = max(stop, start + 1)
-        g = order[start:stop]
-        gh, gw = int(ph[g].max()), int(pw[g].max())
-        ys = y0[g, None] + np.arange(gh)[None, :]  # G x gh
-        ws = w0[g, None] + np.arange(gw)[None, :]  # G x gw
-        valid = (ys < y1[g, None])[:, :, None] & (ws < w1[g, None])[:, None, :]
-        ys = np.minimum(ys, h - 1)[:, :, None]
-        ws = np.minimum(ws, nw - 1)[:, None, :]
-        both = a[ia[g, None, None], ys, ws] & b[ib[g, None, None], ys, ws]
-        both &= valid.astype(np.uint64) * np.uint64(0xFFFFFFFFFFFFFFFF)
-        out[g] = np.bitwise_count(both).reshape(len(g), -1).sum(axis=1, dtype=np.int64)
-        start = stop
-    return out
+    chunks = np.maximum((y1 - y0 + _CHUNK_ROWS - 1) // _CHUNK_ROWS, 1)
+    pair = np.repeat(np.arange(n_pairs), chunks)
+    first = np.cumsum(chunks) - chunks
+    rows = (y0[pair] + _CHUNK_ROWS * (np.arange(len(pair)) - first[pair]))[:, None] + np.arange(_CHUNK_ROWS)
+    gw = int((w1 - w0).max())
+    words = w0[pair][:, None] + np.arange(gw)  # C x gw
+    valid = (rows < y1[pair][:, None])[:, :, None] & (words < w1[pair][:, None])[:, None, :]
+    rows = np.minimum(rows, h - 1)[:, :, None]
+    words = np.minimum(words, nw - 1)[:, None, :]
+    both = a[ia[pair][:, None, None], rows, words] & b[ib[pair][:, None, None], rows, words]
+    counts = np.bitwise_count(both)
+    counts *= valid
+    per_chunk = counts.reshape(len(pair), -1).sum(axis=1, dtype=np.int64)
+    return np.bincount(pair, weights=per_chunk, minlength=n_pairs)
