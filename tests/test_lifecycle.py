@@ -378,3 +378,12 @@ def test_second_track_inside_a_matched_track_ages_out_but_a_neighbour_lives_on()
     for _ in range(4):
         sim.keyframe({"A": big, "N": beside}, [Det("A")])
     assert sim.ids() == {"A": 1, "N": 3}
+
+
+def test_observe_and_lost_boxes() -> None:
+    reg = TrackRegistry(AssociationConfig())
+    a, b = reg.new_track(0, "x", 0.9, 0), reg.new_track(0, "y", 0.8, 0)
+    reg.observe(3, {a: [1, 2, 11, 12], b: [0, 0, 0, 0], 99: [1, 1, 2, 2]})  # empty box and unknown id ignored
+    reg.observe(4, {a: np.array([2, 2, 12, 12])})
+    np.testing.assert_array_equal(reg.lost_boxes([b, a]), [[0, 0, 0, 0], [2, 2, 12, 12]])
+    assert reg.tracks[a].last_visible == 4 and reg.tracks[b].last_visible == -1

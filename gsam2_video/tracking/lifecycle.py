@@ -19,6 +19,10 @@ Rules applied on every keyframe (after :func:`~gsam2_video.tracking.association.
   existing tracks are never evicted to make room, since evicting would end an ID that is still being tracked
   well in favour of a one-frame detection. Slots freed by removals on the same keyframe are reused.
 
+Tracks SAM 2 has lost (empty mask) can re-acquire a detection near the box where they were last seen: the
+pipeline records visible boxes per frame with :meth:`TrackRegistry.observe` and passes
+:meth:`TrackRegistry.lost_boxes` to ``associate(..., lost_boxes=...)``.
+
 No min-hits confirmation: a detection that is not a match or a duplicate becomes a track at once. A
 confirmation rule would hide an object for a whole keyframe interval after it appears (back-fill could
 repair that offline, but live mode cannot), and the detector's own thresholds already decide what counts
@@ -61,6 +65,8 @@ class Track:
     misses: int = 0  # consecutive keyframes without a matching detection
     invisible_misses: int = 0  # consecutive keyframes missed while invisible; removal counts these
     hits: int = 0  # detections matched to this track, the creating one included
+    last_box: tuple[float, float, float, float] | None = None  # where it was last visible (see observe())
+    last_visible: int = -1  # frame of last_box
 
     def vote(self, class_id: int, label: str, score: float) -> None:
         v = self.votes.setdefault(class_id, LabelVote(label))
@@ -119,6 +125,27 @@ class TrackRegistry:
         track.vote(int(class_id), str(label), float(score))
         self.tracks[tid] = track
         return tid
+
+    def observe(self, frame_idx: int, boxes: Mapping[int, Any]) -> None:
+        """Record the boxes of the tracks visible on this frame (any frame, not only keyframes); they feed
+        :meth:`lost_boxes`, which lets a track SAM 2 lost re-acquire a detection (see ``associate``)."""
+        for tid, box in boxes.items():
+            track = self.tracks.get(int(tid))
+            if track is None:
+                continue
+            b = np.asarray(box, dtype=np.float64).reshape(4)
+            if b[2] > b[0] and b[3] > b[1]:
+                track.last_box = (float(b[0]), float(b[1]), float(b[2]), float(b[3]))
+                track.last_visible = int(frame_idx)
+
+    def lost_boxes(self, track_ids: Sequence[int]) -> np.ndarray:
+        """T x 4 float32: each track's last visible box from :meth:`observe` (zeros where never seen)."""
+        out = np.zeros((len(track_ids), 4), np.float32)
+        for k, tid in enumerate(track_ids):
+            box = self.tracks[int(tid)].last_box
+            if box is not None:
+                out[k] = box
+        return out
 
     def remove(self, track_id: int) -> None:
         """Retire a track; its id is never handed out again."""
