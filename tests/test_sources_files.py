@@ -198,6 +198,35 @@ def test_truncated_video_yields_what_decodes_then_warns(videos_dir, tmp_path, ca
     assert len(warnings) == 1 and "vtest_100k.avi" in warnings[0] and "3 of 795" in warnings[0]
 
 
+@pytest.fixture(scope="module")
+def damaged_bikes(videos_dir, tmp_path_factory) -> Path:
+    """bikes.mp4 with ten 2 KB runs of random bytes written over its middle third (header intact)."""
+    data = bytearray((videos_dir / "bikes.mp4").read_bytes())
+    rng = np.random.default_rng(1)
+    for off in range(len(data) // 3, len(data) // 3 + 200_000, 20_000):
+        data[off:off + 2000] = rng.integers(0, 256, 2000, dtype=np.uint8).tobytes()
+    path = tmp_path_factory.mktemp("damaged") / "bikes_damaged.mp4"
+    path.write_bytes(bytes(data))
+    return path
+
+
+def test_damaged_middle_yields_surviving_frames_with_one_warning(damaged_bikes, caplog):
+    """Damaged packets are counted and skipped; PyAV and OpenCV recover to the same frames, decord (which
+    stops resynchronising after repeated failures) yields fewer; each warns once with its counts."""
+    counts = {}
+    for decoder in DECODERS:
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="gsam2_video"):
+            idx, ts, _, stats, _ = _read_all(damaged_bikes, decoder)
+        counts[decoder] = len(idx)
+        assert idx == sorted(set(idx)) and np.all(np.diff(ts) > 0)
+        assert stats["decode_errors"] > 0 and stats["frames_missing"] == 250 - len(idx)
+        warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+        assert len(warnings) == 1 and f"decoded {len(idx)} of 250" in warnings[0]
+    assert counts["av"] == counts["opencv"] > 200
+    assert 0 < counts["decord"] <= counts["av"]
+
+
 def test_truncated_mp4_with_index_up_front_warns(videos_dir, tmp_path, caplog):
     """An mp4 whose moov atom comes first keeps its header; cutting its data loses frames, reported once."""
     src_path = videos_dir / "carphone_pristine.mp4"

@@ -337,7 +337,7 @@ def test_udp_mpegts_stream_looping_clip(ts_data):
         stop.set()
         sender.join(5.0)
     assert len(frames) == 200 and [i for i, _, _ in frames] == list(range(200))
-    assert (info.width, info.height) == (176, 144)
+    assert (info.width, info.height) == (176, 144) and stats["frames_dropped"] == 0
     _check_clock(frames)
     gaps = np.diff([t for _, t, _ in frames])
     assert gaps.max() < 0.5  # the loop point is bridged by one frame step, not a jump

@@ -162,15 +162,27 @@ class VideoFileSource(FrameSource):
                 return
             if sel.start:
                 reader.seek_accurate(sel.start)
+            consecutive = 0
             while position < total:
                 try:
                     array = reader.next().asnumpy()
+                    consecutive = 0
                 except StopIteration:
                     break
-                except decord.DECORDError as exc:
+                except decord.DECORDError as exc:  # damaged packet: skip to the next wanted frame
                     self._stats["decode_errors"] += 1
+                    consecutive += 1
                     LOG.debug("%s: decord error at frame %d: %s", self.name, position, exc)
-                    break
+                    position += sel.stride
+                    decoded = min(position, total)
+                    if consecutive > MAX_CONSECUTIVE_DECODE_ERRORS or self._done(position):
+                        break
+                    try:
+                        if position < total:
+                            reader.seek_accurate(position)
+                    except decord.DECORDError:
+                        pass  # the next read reports it
+                    continue
                 decoded = position + 1
                 seconds = float(reader.get_frame_timestamp(position)[0])
                 yield Frame(position, clock(seconds), to_rgb(_unpad_decord(array, self.probe.width), "RGB"))
@@ -183,7 +195,8 @@ class VideoFileSource(FrameSource):
                     reader.skip_frames(sel.stride - 1)
         finally:
             del reader
-            self._finish(decoded, ran_to_end)
+            # decord keeps packet numbering across damaged frames, so those positions decoded nothing
+            self._finish(decoded - self._stats["decode_errors"], ran_to_end)
 
     # -- OpenCV ------------------------------------------------------------------------------------------
     def _read_opencv(self, stop: threading.Event) -> Iterator[Frame]:
@@ -196,8 +209,18 @@ class VideoFileSource(FrameSource):
             raise SourceError(f"{self.name}: OpenCV cannot open the video")
         position = 0
         ran_to_end = True
+        failures = 0  # consecutive failed grabs: a damaged packet, or the end of a truncated file
         try:
-            while capture.grab():
+            while True:
+                if not capture.grab():
+                    # OpenCV reports a damaged packet and the end alike; retry (bounded) while frames are due
+                    if position >= self.probe.expected_frames or failures >= MAX_CONSECUTIVE_DECODE_ERRORS:
+                        break
+                    failures += 1
+                    continue
+                if failures:
+                    self._stats["decode_errors"] += failures
+                    failures = 0
                 seconds = capture.get(cv2.CAP_PROP_POS_MSEC) / 1000.0
                 timestamp = clock(seconds)
                 if sel.wanted(position):
