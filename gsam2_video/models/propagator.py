@@ -30,6 +30,11 @@ API (stable; the pipeline and the parity test code against it)
     prop.backfill(obj_id, feats_at_birth, mask, past_newest_first) -> list of HxW logits, newest first
     prop.held_bytes(); prop.obj_ids; prop.prune (False = unbounded reference session, nothing dropped)
 
+Mask prompts are H x W at video resolution, numpy or torch; bool as is, anything else thresholded at > 0
+(so a row of ``BoxMasks.logits`` can be passed directly). ``FrameFeatures`` hold the frame's image
+features (about 17 MB at 1024 px in fp32; the positional encoding is shared between frames); the session itself keeps none of them after ``commit``, so an
+offline caller that wants ``backfill`` buffers them itself.
+
 ``frame_idx`` is the source's index (strictly increasing, gaps allowed with a stride). SAM 2 itself sees
 the dense sequence of encoded frames (``FrameFeatures.step``), exactly as Meta's predictor sees a video
 whose frames were subsampled on disk. Every output logit is at video resolution, after post-processing
@@ -173,7 +178,7 @@ def _mask_tensor(mask: np.ndarray | torch.Tensor, height: int, width: int) -> to
     if tuple(m.shape) != (height, width):
         raise ModelError(f"mask prompt must be {height}x{width} (H x W at video resolution), got "
                          f"{tuple(m.shape)}")
-    return m.detach().to("cpu") > 0 if m.dtype != torch.bool else m.detach().to("cpu")
+    return m.detach() if m.dtype == torch.bool else m.detach() > 0  # scores/logits: foreground is > 0
 
 
 class Sam2Propagator:
@@ -218,6 +223,7 @@ class Sam2Propagator:
         self._objects: dict[int, _Object] = {}
         self._pending: dict[int, _Pending] = {}
         self._pos_mem: torch.Tensor | None = None  # memory positional encoding (same for every frame/object)
+        self._pos_frame: torch.Tensor | None = None  # image positional encoding (same for every frame)
         self._step = -1
         self._last_frame_idx: int | None = None
         self._committed = True
@@ -265,6 +271,9 @@ class Sam2Propagator:
             out = self.model.get_image_features(pixels, return_dict=True)
         feats = tuple(f.float() for f in out.fpn_hidden_states)
         pos = out.fpn_position_encoding[-1].float()
+        if self._pos_frame is not None and torch.equal(self._pos_frame, pos):
+            pos = self._pos_frame  # a sine encoding of the grid: one copy serves every buffered frame
+        self._pos_frame = pos
         self._step += 1
         self._last_frame_idx = int(frame_idx)
         self._committed = False
