@@ -290,3 +290,18 @@ def test_webcam_missing_device_is_one_line(tmp_path):
     with pytest.raises(SourceError) as e:
         open_source(7, capture_factory=lambda i: cv2.VideoCapture(str(tmp_path / "none.avi")))
     assert str(e.value) == "webcam7: cannot open camera 7 (no such device, or busy)"
+
+
+def test_real_webcam_index_without_device_fails_fast():
+    """The default OpenCV factory on a machine without that camera: one line, no hang."""
+    t0 = time.monotonic()
+    with pytest.raises(SourceError) as e:
+        open_source("63")
+    assert time.monotonic() - t0 < 10.0
+    assert str(e.value).startswith("webcam63: cannot open camera 63")
+
+
+def test_package_level_lazy_export():
+    import gsam2_video
+
+    assert gsam2_video.open_source is open_source
