@@ -49,6 +49,21 @@ def test_nvrtc_compiles_every_kernel(cc):
             assert "ld.global.nc.v4.f32" in ptx or "ld.global.v4.f32" in ptx
 
 
+@pytest.mark.skipif(not _nvrtc_ok(), reason="NVRTC (nvidia-cuda-nvrtc-cu12 + CuPy) not available")
+@pytest.mark.parametrize("cc", ARCHS, ids=lambda cc: f"sm_{cc[0]}{cc[1]}")
+def test_nvrtc_builds_machine_code(cc):
+    """CuPy asks NVRTC for a cubin of the live device's sm_XX: that must link too, not only PTX."""
+    from cupy.cuda import nvrtc
+
+    for source in KERNELS:
+        prog = nvrtc.createProgram(expanded_source(source), source, [], [])
+        try:
+            nvrtc.compileProgram(prog, [*nvrtc_options(cc), f"-arch=sm_{cc[0]}{cc[1]}"])
+            assert len(nvrtc.getCUBIN(prog)) > 1000
+        finally:
+            nvrtc.destroyProgram(prog)
+
+
 @pytest.mark.skipif(shutil.which("nvcc") is None, reason="nvcc not installed")
 @pytest.mark.parametrize("cc", ARCHS, ids=lambda cc: f"sm_{cc[0]}{cc[1]}")
 def test_nvcc_ptx_compiles_every_kernel(cc, tmp_path):
