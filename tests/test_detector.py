@@ -250,6 +250,15 @@ def test_bad_image_is_a_model_error(tiny_dir: Path, image, match: str) -> None:
         _detector(tiny_dir).detect(image, "person")
 
 
+def test_input_too_small_for_the_queries_is_a_model_error(tiny_dir: Path) -> None:
+    det = _detector(tiny_dir, shortest_edge=32, longest_edge=32)  # levels 4x4, 2x2, 1x1, 1x1: 22 tokens < 30
+    with pytest.raises(ModelError, match=r"detector input 32x32 is too small for this model \(22 image tokens, "
+                                         r"30 queries, coarsest level 1x1\)"):
+        det.detect(np.zeros((64, 64, 3), np.uint8), "person")
+    det = _detector(tiny_dir, shortest_edge=48, longest_edge=160)  # 48x144: 6x18 + 3x9 + 2x5 + 1x3 = 148 tokens
+    assert isinstance(det.detect(np.zeros((100, 300, 3), np.uint8), "person"), Detections)
+
+
 def test_bad_prompt_is_a_prompt_error(tiny_dir: Path) -> None:
     det = _detector(tiny_dir)
     with pytest.raises(PromptError, match="names no class"):

@@ -19,7 +19,8 @@ import torch
 
 from gsam2_video.config import DetectorConfig
 from gsam2_video.models.detector import Detector
-from gsam2_video.models.random_detector import save_random_detector, save_random_owlv2
+from gsam2_video.models.random_detector import (save_random_detector, save_random_owlv2,
+                                                tiny_mm_grounding_dino_config)
 from gsam2_video.prompts import parse_prompt
 
 SPECIAL = {"[CLS]", "[SEP]", "[PAD]", "."}
@@ -95,6 +96,30 @@ def test_grounding_dino_equals_processor_and_post_processing(gdino: Path, frames
                 single_word_matches += 1
             total += 1
     assert total > single_word_matches > 0  # random weights often light several words; see the test below
+
+
+def test_mm_grounding_dino_equals_processor_and_post_processing(vocab_file: Path, tmp_path: Path,
+                                                                frames: list[np.ndarray]) -> None:
+    path = save_random_detector(tmp_path / "mm", tiny_mm_grounding_dino_config(), vocab_file=vocab_file, seed=2)
+    # MM Grounding DINO initialises its class bias low: random scores stay under ~0.07
+    cfg = DetectorConfig(box_threshold=0.02, text_threshold=0.025, shortest_edge=160, longest_edge=256,
+                         max_detections=900)
+    det = Detector.from_pretrained(str(path), cfg, device="cpu")
+    assert type(det.model).__name__ == "MMGroundingDinoForObjectDetection" and det.family == "grounding"
+    prompt = parse_prompt("person. bicycle. car")
+    compared = 0
+    for image in frames[:2]:
+        ours = det.detect(image, prompt)
+        boxes, scores, labels = _reference_grounding(det, image, prompt.text(), cfg)
+        np.testing.assert_array_equal(ours.boxes, boxes)
+        np.testing.assert_array_equal(ours.scores, scores)
+        for our_label, ref_label in zip(ours.labels, labels):
+            words = _words(ref_label)
+            assert our_label in words
+            if len(words) == 1:
+                assert our_label == words[0]
+        compared += len(ours)
+    assert compared > 0
 
 
 def test_labels_identical_when_each_box_names_one_class(gdino: Path, frames: list[np.ndarray]) -> None:

@@ -158,6 +158,21 @@ class Detector:
         enc = self.processor.image_processor(images=image, size=size, return_tensors="pt")
         return {k: v for k, v in enc.items() if k in ("pixel_values", "pixel_mask")}
 
+    def _check_input_size(self, pixels: dict[str, torch.Tensor]) -> None:
+        """Grounding DINO needs >= num_queries image tokens and more than 1x1 at its coarsest level."""
+        h, w = (int(v) for v in pixels["pixel_values"].shape[-2:])
+        levels = int(getattr(self.model.config, "num_feature_levels", 4))
+        queries = int(getattr(self.model.config, "num_queries", 0))
+        fh, fw = -(-h // 4), -(-w // 4)  # Swin patch embedding (stride 4), then one halving per level
+        tokens = 0
+        for _ in range(levels):
+            fh, fw = -(-fh // 2), -(-fw // 2)
+            tokens += fh * fw
+        if tokens < queries or fh * fw < 2:
+            raise ModelError(f"detector input {h}x{w} is too small for this model ({tokens} image tokens, "
+                             f"{queries} queries, coarsest level {fh}x{fw}); raise the detector's "
+                             f"shortest/longest edge")
+
     def detect(self, image: np.ndarray, prompt: Prompt | str) -> Detections:
         """Detections of ``prompt``'s classes in ``image`` (RGB uint8 H x W x 3), highest score first.
 
@@ -190,6 +205,7 @@ class Detector:
 
         h, w = image.shape[:2]
         pixels = self.image_inputs(image)
+        self._check_input_size(pixels)
         scale = torch.tensor([[w, h, w, h]], dtype=torch.float32)
         all_boxes, all_scores, all_ids = [], [], []
         for chunk in self.plan(prompt):

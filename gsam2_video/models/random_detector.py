@@ -53,6 +53,19 @@ def tiny_grounding_dino_config(**overrides: Any) -> Any:
     return GroundingDinoConfig(**fields)
 
 
+def tiny_mm_grounding_dino_config(**overrides: Any) -> Any:
+    """MM Grounding DINO (``mm-grounding-dino``) with the same tiny shapes as ``tiny_grounding_dino_config``."""
+    from transformers import MMGroundingDinoConfig
+
+    base = tiny_grounding_dino_config().to_dict()
+    fields = {k: base[k] for k in ("d_model", "encoder_ffn_dim", "decoder_ffn_dim", "encoder_layers",
+                                   "decoder_layers", "encoder_attention_heads", "decoder_attention_heads",
+                                   "num_queries", "encoder_n_points", "decoder_n_points",
+                                   "backbone_config", "text_config")}
+    fields.update(overrides)
+    return MMGroundingDinoConfig(**fields)
+
+
 def real_size_grounding_dino_config() -> Any:
     """Grounding DINO with grounding-dino-tiny's shapes: Swin-T backbone, BERT-base text encoder, 900 queries."""
     from transformers import BertConfig, GroundingDinoConfig, SwinConfig
@@ -75,7 +88,7 @@ def _bert_tokenizer(vocab_file: Path) -> Any:
 
 def save_random_detector(out_dir: str | os.PathLike[str], config: Any = None,
                          vocab_file: str | os.PathLike[str] | None = None, seed: int = 0) -> Path:
-    """Save a random-weight Grounding DINO plus its processor to ``out_dir``; return the folder.
+    """Save a random-weight Grounding DINO (or MM Grounding DINO, by ``config``) plus its processor.
 
     The image processor is the PIL-backed one transformers itself picks without torchvision, with Grounding
     DINO's default 800/1333 resize; the tokenizer is bert-base-uncased built from ``vocab_file``.
