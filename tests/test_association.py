@@ -248,3 +248,16 @@ def test_covered_tracks(monkeypatch: pytest.MonkeyPatch, ratio: float) -> None:
     assert res.covered_tracks == [2]
     aware = run([big, inner], [big.clone()], AssociationConfig(class_aware=True), tcls=[0, 1], dcls=[0])
     assert aware.covered_tracks == []
+
+
+def test_masks_thinner_than_the_stride_fall_back_to_boxes() -> None:
+    # 1080 x 1920 masks are compared at stride 8; a 3 px wide pole (columns 101..103) vanishes there
+    pole = torch.zeros(1, 1080, 1920, dtype=torch.bool)
+    pole[0, 200:600, 101:104] = True
+    box = np.array([[101, 200, 104, 600]], np.float32)
+    res = associate([7], pole, box, None, pole.clone(), box, None, AssociationConfig())
+    assert res.matches == [(7, 0)] and res.new == []
+    far = torch.zeros(1, 1080, 1920, dtype=torch.bool)
+    far[0, 200:600, 1501:1504] = True
+    res = associate([7], pole, box, None, far, box + [1400, 0, 1400, 0], None, AssociationConfig())
+    assert res.matches == [] and res.new == [0]

@@ -163,6 +163,10 @@ def associate(
         iou = np.zeros((t, d), np.float32)
         coverage = np.zeros((d, t), np.float32)
 
+    t_nonempty = _nonempty(tmask, tpk)
+    if t and d:
+        iou, coverage = _box_fallback(iou, coverage, cand, tb, db, t_nonempty, _nonempty(dmask, dpk))
+
     result = AssociationResult(iou=iou, coverage=coverage)
     matched_t = np.zeros(t, bool)
     matched_d = np.zeros(d, bool)
@@ -187,7 +191,7 @@ def associate(
     # 3: a track SAM 2 lost (empty mask) takes a detection near the box where it was last seen
     if fresh and lost_boxes is not None and config.reacquire_iou is not None:
         lb = _working_boxes("lost boxes", lost_boxes, tmask, t, sx, sy, wh, ww)
-        lost = ~matched_t & ~_nonempty(tmask, tpk)
+        lost = ~matched_t & ~t_nonempty
         if lost.any():
             box_iou = np.zeros((t, d), np.float64)
             sub_iou = _box_iou(lb[lost], db[fresh])
@@ -272,10 +276,35 @@ def _covered_tracks(tmask: torch.Tensor, tpk: np.ndarray | None, tb: np.ndarray,
     return [int(i) for i in unmatched[rows][cov.max(axis=1) >= config.duplicate_coverage]]
 
 
+def _box_fallback(iou: np.ndarray, coverage: np.ndarray, cand: np.ndarray, tb: np.ndarray, db: np.ndarray,
+                  t_nonempty: np.ndarray, d_nonempty: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Pairs where a mask vanished at the working resolution (thinner than the subsampling stride) but its
+    box did not are scored by box IoU / box coverage instead, so a thin object is not a new track on
+    every keyframe."""
+    t_thin = ~t_nonempty & (tb[:, 2] > tb[:, 0])
+    d_thin = ~d_nonempty & (db[:, 2] > db[:, 0])
+    if not (t_thin.any() or d_thin.any()):
+        return iou, coverage
+    fix = cand & (t_thin[:, None] | d_thin[None, :])
+    if not fix.any():
+        return iou, coverage
+    box_iou = _box_iou(tb, db)
+    iw = np.clip(np.minimum(tb[:, None, 2], db[None, :, 2]) - np.maximum(tb[:, None, 0], db[None, :, 0]), 0, None)
+    ih = np.clip(np.minimum(tb[:, None, 3], db[None, :, 3]) - np.maximum(tb[:, None, 1], db[None, :, 1]), 0, None)
+    d_area = ((db[:, 2] - db[:, 0]) * (db[:, 3] - db[:, 1])).astype(np.float64)
+    box_cov = (iw * ih) / np.maximum(d_area[None, :], 1)  # T x D: share of the detection box inside the track's
+    iou = np.where(fix, box_iou, iou).astype(np.float32)
+    coverage = np.where(fix.T, box_cov.T, coverage).astype(np.float32)
+    return iou, coverage
+
+
 def _nonempty(masks: torch.Tensor, packed: np.ndarray | None) -> np.ndarray:
     if packed is not None:
         return packed.reshape(len(packed), -1).any(axis=1)
-    return masks.reshape(masks.shape[0], -1).any(dim=1).cpu().numpy()
+    n = int(masks.shape[0])
+    if n == 0:
+        return np.zeros(0, bool)
+    return masks.reshape(n, -1).any(dim=1).cpu().numpy()
 
 
 def _box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
