@@ -146,8 +146,10 @@ def test_add_refresh_remove(sam_dir: Path, frames) -> None:
     refresh_mask = blob_mask(h, w, 60, 180, 40, 140)
     for i, frame in enumerate(frames[:8]):
         feats = prop.encode(frame, i)
-        prop.propagate(feats)
+        tracked = prop.propagate(feats)  # the tracked outputs association works with, before prompts
+        assert tracked.obj_ids == prop.obj_ids and tracked.frame_idx == i
         if i == 0:
+            assert tracked.logits.shape == (0, h, w)
             prop.add_object(1, feats, box=BOX1)
         if i == 2:
             prop.add_object(2, feats, mask=blob_mask(h, w, 50, 200, 170, 300))
@@ -158,6 +160,11 @@ def test_add_refresh_remove(sam_dir: Path, frames) -> None:
             prop.remove(2)
         out = prop.commit(feats)
         assert out.frame_idx == i and out.obj_ids == prop.obj_ids
+        for row, oid in enumerate(tracked.obj_ids):  # unprompted objects keep their tracked output
+            if oid in out.obj_ids and not (i == 4 and oid == 1):
+                assert torch.equal(out.logits[out.obj_ids.index(oid)], tracked.logits[row])
+        if i == 4:
+            assert not torch.equal(out.logits[0], tracked.logits[0])
         assert out.logits.shape == (len(out.obj_ids), h, w) and out.logits.dtype == torch.float32
         assert out.low_res.shape == (len(out.obj_ids), 1, 32, 32)
         if i == 4:  # the refreshed object's output on this frame is its new mask (SAM 2: mask as output)

@@ -19,7 +19,8 @@ API (stable; the pipeline and the parity test code against it)
     for each frame (per-frame call order: encode -> propagate -> [segment_boxes, add_object, refresh,
                     remove]* -> commit):
         feats = prop.encode(rgb_uint8_hxwx3, frame_idx)   # image encoder runs exactly once per frame
-        prop.propagate(feats)                     # track every live object on this frame (batched)
+        tracked = prop.propagate(feats)           # track every live object on this frame (batched); returns
+                                                  # their FrameOutput on this frame (before any prompt)
         bm = prop.segment_boxes(feats, boxes_xyxy) # BoxMasks(logits KxHxW, low_res Kx1xhxw, iou_scores K,
                                                    #          object_scores K, keep K input-row indices)
         prop.add_object(obj_id, feats, mask=HxW bool)   # or box=(x1, y1, x2, y2) in pixels
@@ -163,6 +164,7 @@ class _Pending:
     pointer: torch.Tensor
     score: torch.Tensor
     prompted: bool
+    post: torch.Tensor | None = None  # low_res after hole filling / sprinkle removal, computed once
 
 
 @dataclass
@@ -251,7 +253,7 @@ class Sam2Propagator:
             for mem in itertools.chain(obj.cond.values(), obj.noncond.values()):
                 add(mem.maskmem), add(mem.pointer), add(mem.score)
         for p in self._pending.values():
-            add(p.low_res), add(p.high_res), add(p.pointer), add(p.score)
+            add(p.low_res), add(p.high_res), add(p.pointer), add(p.score), add(p.post)
         add(self._pos_mem)
         return sum(seen.values())
 
@@ -287,11 +289,16 @@ class Sam2Propagator:
             raise ModelError(f"features of frame {feats.frame_idx} are not the current frame of this session")
 
     @torch.inference_mode()
-    def propagate(self, feats: FrameFeatures) -> None:
-        """Track every live object that has no output on this frame yet (batched where memories align)."""
+    def propagate(self, feats: FrameFeatures) -> FrameOutput:
+        """Track every live object that has no output on this frame yet (batched where memories align).
+
+        Returns the live objects' current outputs on this frame (what association matches detections
+        against); ``commit`` returns the final ones, which differ only for objects prompted after this call.
+        """
         self._check_current(feats)
         todo = [oid for oid in self._objects if oid not in self._pending]
         self._track(feats, todo)
+        return self._current_output(feats)
 
     @torch.inference_mode()
     def segment_boxes(self, feats: FrameFeatures, boxes: np.ndarray) -> BoxMasks:
@@ -574,14 +581,35 @@ class Sam2Propagator:
             self._pos_mem = pos[:, :1].float().clone()
         return maskmem
 
+    def _post_low_res(self, pend: list[_Pending]) -> torch.Tensor:
+        """Post-processed low-res logits of these outputs (batched over the ones not yet done)."""
+        todo = [p for p in pend if p.post is None]
+        if todo:
+            done = self._postprocess(torch.cat([p.low_res for p in todo], dim=0))
+            for i, p in enumerate(todo):
+                p.post = done[i:i + 1]
+        return torch.cat([p.post for p in pend], dim=0)
+
+    def _empty_output(self, frame_idx: int) -> FrameOutput:
+        h, w = self.low_res_size
+        return FrameOutput(frame_idx, [], torch.zeros(0, self.height, self.width, device=self.device),
+                           torch.zeros(0, 1, h, w, device=self.device), torch.zeros(0, device=self.device))
+
+    def _current_output(self, feats: FrameFeatures) -> FrameOutput:
+        ids = [oid for oid in self._objects if oid in self._pending]
+        if not ids:
+            return self._empty_output(feats.frame_idx)
+        pend = [self._pending[o] for o in ids]
+        low = self._post_low_res(pend)
+        scores = torch.cat([p.score for p in pend], dim=0).reshape(-1)
+        return FrameOutput(feats.frame_idx, ids, self._to_video(low), low, scores)
+
     def _finalise(self, feats: FrameFeatures, step: int) -> FrameOutput:
         ids = list(self._objects)
-        h, w = self.low_res_size
         if not ids:
-            return FrameOutput(feats.frame_idx, [], torch.zeros(0, self.height, self.width, device=self.device),
-                               torch.zeros(0, 1, h, w, device=self.device), torch.zeros(0, device=self.device))
+            return self._empty_output(feats.frame_idx)
         pend = [self._pending[o] for o in ids]
-        low = self._postprocess(torch.cat([p.low_res for p in pend], dim=0))
+        low = self._post_low_res(pend)
         scores = torch.cat([p.score for p in pend], dim=0)
         if self.num_maskmem > 0:
             maskmem: dict[int, torch.Tensor] = {}
