@@ -32,6 +32,32 @@ def emu(tmp_path_factory) -> EmulationRunner:
     return EmulationRunner(build_emulation_library(tmp_path_factory.mktemp("gsam2_emu")))
 
 
+# ---------------------------------------------------------------- fp16 / bf16 storage conversions
+def _float_probe() -> torch.Tensor:
+    g = torch.Generator().manual_seed(0)
+    special = torch.tensor([0.0, -0.0, 65504.0, 65519.99, 65520.0, 1e6, -1e6, 2.0 ** -24, 2.0 ** -25,
+                            2.0 ** -25 * 1.0001, 3 * 2.0 ** -26, 2.0 ** -14, 6.1e-5, float("inf"), float("-inf")])
+    mags = torch.exp2(torch.rand(200_000, generator=g) * 60 - 40)  # 2^-40 .. 2^20, all half ranges
+    signs = torch.where(torch.rand(200_000, generator=g) < 0.5, -1.0, 1.0)
+    halves = torch.arange(0, 1 << 16, dtype=torch.int32).to(torch.int16).view(torch.float16).float()
+    ties = (halves[:-1] + halves[1:]) / 2  # exact midpoints between neighbouring halves
+    return torch.cat([special, mags * signs, halves, ties]).float()
+
+
+def test_software_half_and_bf16_conversions_match_torch(emu):
+    bits = torch.arange(0, 1 << 16, dtype=torch.int32).to(torch.int16)
+    for name, dtype in (("g_half_to_float", torch.float16), ("g_bf16_to_float", torch.bfloat16)):
+        got = emu.convert(name, bits, torch.float32)
+        ref = bits.view(dtype).float()
+        finite = ~ref.isnan()
+        assert torch.equal(got[finite], ref[finite]) and torch.all(got[~finite].isnan())
+    x = _float_probe()
+    x = x[~x.isnan()]
+    for name, dtype in (("g_float_to_half", torch.float16), ("g_float_to_bf16", torch.bfloat16)):
+        got = emu.convert(name, x, torch.int16)
+        assert torch.equal(got, x.to(dtype).view(torch.int16)), name
+
+
 # ---------------------------------------------------------------- deformable attention
 MSDA_CASES = {
     "four_levels_with_1x1": ([(7, 9), (4, 5), (1, 1), (2, 3)], 2, 11, 3, 8, 4),

@@ -122,6 +122,15 @@ class EmulationRunner:
         fn.restype = None
         fn(*(ctypes.c_uint(int(x)) for x in (*grid, *block)), ptrs)
 
+    def convert(self, name: str, values: torch.Tensor, out_dtype: torch.dtype) -> torch.Tensor:
+        """Apply one of the kernels' scalar conversions (e.g. ``g_float_to_half``) to a CPU tensor."""
+        src = values.contiguous()
+        out = torch.empty(src.shape, dtype=out_dtype)
+        fn = getattr(self.lib, f"emu_{name}")
+        fn.restype = None
+        fn(ctypes.c_void_p(src.data_ptr()), ctypes.c_void_p(out.data_ptr()), ctypes.c_longlong(src.numel()))
+        return out
+
 
 def build_emulation_library(out_dir: Path, compiler: str = "g++") -> Path:
     """Compile every kernel source with the host-emulation header into ``out_dir/libgsam2_emu.so``."""
@@ -131,6 +140,11 @@ def build_emulation_library(out_dir: Path, compiler: str = "g++") -> Path:
     for source, names in KERNELS.items():
         lines.append(f'#include "{source}"')
         lines.extend(f"GSAM2_EMU_EXPORT({n})" for n in names)
+    # the software fp16/bf16 conversions, exported over arrays so tests can check every bit pattern
+    for fn, src_t, dst_t in (("g_half_to_float", "u16", "float"), ("g_float_to_half", "float", "u16"),
+                             ("g_bf16_to_float", "u16", "float"), ("g_float_to_bf16", "float", "u16")):
+        lines.append(f'extern "C" void emu_{fn}(const {src_t}* in, {dst_t}* out, long long n) '
+                     f"{{ for (long long i = 0; i < n; ++i) out[i] = {fn}(in[i]); }}")
     harness = out_dir / "gsam2_emulation.cpp"
     harness.write_text("\n".join(lines) + "\n")
     lib = out_dir / "libgsam2_emu.so"
