@@ -49,9 +49,9 @@ import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-from gsam2_video.config import AssociationConfig, KeyframeConfig  # noqa: E402
-from gsam2_video.ops.mask_iou import mask_coverage_matrix, mask_iou_matrix  # noqa: E402
-from gsam2_video.tracking import KeyframePolicy, TrackRegistry, associate  # noqa: E402
+from gsam2_video.config import AssociationConfig, KeyframeConfig
+from gsam2_video.ops.mask_iou import mask_coverage_matrix, mask_iou_matrix
+from gsam2_video.tracking import KeyframePolicy, TrackRegistry, associate
 
 
 # ----------------------------------------------------------------------------------------------- world
@@ -347,13 +347,13 @@ def evaluate(args: argparse.Namespace, noise: Noise) -> dict:
     for s in range(args.streams):
         seed = args.seed * 1000 + s
         world = make_world(np.random.default_rng([seed, 0]), args.objects, args.frames, args.height, args.width)
-        for name in accs:
+        for name, acc_list in accs.items():
             if name == "gsam2":
                 hyps, n_kf = run_gsam2(world, seed, args.frames, args.detect_every, noise, args.height, args.width)
             else:
                 hyps, n_kf = run_ours(world, seed, args.frames, args.detect_every, name == "ours", noise,
                                       args.height, args.width, config)
-            accs[name].append(accumulate(world, hyps, args.height, args.width))
+            acc_list.append(accumulate(world, hyps, args.height, args.width))
             keyframes[name] += n_kf
     mh = mm.metrics.create()
     metrics = ["idf1", "idp", "idr", "num_switches", "mota", "num_false_positives", "num_misses",
@@ -407,7 +407,7 @@ def timing(runs: int, seed: int) -> dict:
         tm, tb = render(cx, cy, h, w)
         dm, db = render(dcx, dcy, h, w)
 
-        def call():
+        def call(tm=tm, tb=tb, dm=dm, db=db):
             return associate(ids, tm, tb, cls, dm, db, cls, config, det_scores=scores, image_size=(H, W))
 
         res = call()

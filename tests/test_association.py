@@ -9,8 +9,7 @@ import torch
 from gsam2_video.config import AssociationConfig
 from gsam2_video.errors import ConfigError, ModelError
 from gsam2_video.ops.mask_iou import mask_coverage_matrix, mask_iou_matrix
-from gsam2_video.tracking import associate
-from gsam2_video.tracking import association
+from gsam2_video.tracking import associate, association
 
 H, W = 48, 64
 

@@ -250,8 +250,8 @@ def test_visible_then_invisible_misses_count_only_while_invisible() -> None:
 def test_duplicate_detections_of_one_object_make_one_track() -> None:
     sim = Sim()
     a, b = moving(15, 20, 2, r=8), moving(70, 25, -1, r=8)
-    left_half = lambda m: m & (torch.arange(W) < int(torch.nonzero(m)[:, 1].float().mean()))[None, :]  # noqa: E731
-    shifted = lambda m: torch.roll(m, shifts=1, dims=1)  # noqa: E731
+    left_half = lambda m: m & (torch.arange(W) < int(torch.nonzero(m)[:, 1].float().mean()))[None, :]
+    shifted = lambda m: torch.roll(m, shifts=1, dims=1)
     for k in range(4):
         ids = sim.keyframe({"A": a(k)}, [Det("A", transform=left_half, score=0.8), Det("A", score=0.9)])
         assert ids == {"A": 1}
@@ -341,7 +341,7 @@ def test_refresh_is_passed_through_and_new_track_api() -> None:
     sim = Sim(AssociationConfig(refresh_iou=0.9))
     a = rect(10, 10, 30, 30)
     sim.keyframe({"A": a}, [Det("A")])
-    drifted = lambda m: torch.roll(m, shifts=2, dims=1)  # noqa: E731  IoU 360/440 = 0.82
+    drifted = lambda m: torch.roll(m, shifts=2, dims=1)
     sim.keyframe({"A": a}, [Det("A", transform=drifted)])
     assert sim.upd.refresh == [(1, 0)]
     reg = TrackRegistry(AssociationConfig())
