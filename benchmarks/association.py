@@ -439,8 +439,11 @@ def timing(runs: int, seed: int) -> dict:
             "iou_equals_dense_op": exact,
             "matches": len(res.matches), "new": len(res.new), "duplicates": len(res.duplicates),
         }
-    out["product_path"] = ("masks at SAM 2 low-res / <= iou_max_side (256) long side; the full-res entry includes "
-                           "the strided downsample of 200 full-res masks")
+    out["note"] = ("every entry is the whole associate() call (validation, box prefilter, bit-packing of the "
+                   "rows inside boxes, sparse pair counts, three matching passes, duplicate checks); masks larger "
+                   "than iou_max_side=256 are subsampled inside the call (the full-res entry includes that); "
+                   "dense_ops_* is the dense mask_iou_matrix + mask_coverage_matrix on the same working-size "
+                   "masks, for comparison")
     return out
 
 

@@ -443,7 +443,8 @@ def _pack(masks: np.ndarray, boxes: np.ndarray) -> np.ndarray:
         return out.reshape(n, h, nw)
     which = np.repeat(np.arange(n), heights)
     first = np.cumsum(heights) - heights
-    flat_rows = which * h + boxes[which, 1] + (np.arange(total) - first[which])
+    rows = boxes[which, 1] + (np.arange(total) - first[which])
+    flat_rows = which * h + rows
     if w % _WORD == 0 and masks.flags.c_contiguous:
         span = int(((boxes[:, 2] + _WORD - 1) // _WORD - boxes[:, 0] // _WORD).max())
         span = min(max(span, 1), nw)
@@ -454,7 +455,7 @@ def _pack(masks: np.ndarray, boxes: np.ndarray) -> np.ndarray:
         words = np.packbits(pixels, axis=1).view(np.uint64)  # R x span
         out[(flat_rows * nw + c0)[:, None] + np.arange(span)] = words
     else:
-        packed = np.packbits(masks.reshape(n * h, w)[flat_rows], axis=1)  # R x ceil(w/8) bytes
+        packed = np.packbits(masks[which, rows], axis=1)  # R x ceil(w/8) bytes; works on strided views
         padded = np.zeros((total, nw * 8), np.uint8)
         padded[:, : packed.shape[1]] = packed
         out[(flat_rows * nw)[:, None] + np.arange(nw)] = padded.view(np.uint64)
