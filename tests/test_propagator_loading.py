@@ -154,3 +154,27 @@ def test_preprocessing_is_bit_identical_to_meta(frame: np.ndarray, tmp_path: Pat
     bilinear = torch.nn.functional.interpolate(torch.from_numpy(frame).permute(2, 0, 1)[None].float(),
                                                size=(128, 128), mode="bilinear", antialias=True)[0]
     assert (bilinear.round() - torch.from_numpy(resize_like_reference(frame, 128).copy()).permute(2, 0, 1)).abs().max() > 5
+
+
+def test_missing_meta_checkpoint_is_a_model_error(tmp_path: Path) -> None:
+    with pytest.raises(ModelError, match=r"Meta SAM 2 checkpoint .*sam2.1_hiera_tiny.pt.* does not exist"):
+        Sam2Propagator.from_pretrained(str(tmp_path / "sam2.1_hiera_tiny.pt"), device="cpu")
+
+
+@pytest.mark.slow
+def test_meta_checkpoint_loads_through_from_pretrained(tmp_path: Path) -> None:
+    """A facebookresearch/sam2-format .pt (here: Meta's hiera-tiny with seeded random weights at 1024 px)
+    loads through the same call as a hub id and tracks; weights equal Meta's, renamed."""
+    from sam2_reference import build_meta_predictor
+
+    meta = build_meta_predictor("tiny", 1024, seed=0)
+    path = tmp_path / "sam2.1_hiera_tiny.pt"
+    torch.save({"model": meta.state_dict()}, path)
+    prop = Sam2Propagator.from_pretrained(str(path), device="cpu")
+    assert prop.image_size == 1024
+    ours = prop.model.state_dict()
+    assert torch.equal(ours["no_object_pointer"], meta.state_dict()["no_obj_ptr"])
+    prop.reset(48, 64)
+    feats = prop.encode(np.random.default_rng(0).integers(0, 256, (48, 64, 3), dtype=np.uint8), 0)
+    prop.add_object(1, feats, box=(8, 8, 40, 30))
+    assert prop.commit(feats).logits.shape == (1, 48, 64)

@@ -12,7 +12,8 @@ API (stable; the pipeline and the parity test code against it)
 ::
 
     prop = Sam2Propagator.from_pretrained("facebook/sam2.1-hiera-tiny", PropagatorConfig(), device="auto",
-                                          dtype="fp32")   # or Sam2Propagator(model, config) with a built model
+                                          dtype="fp32")   # hub id, save_pretrained dir, HF cache, or a Meta
+                                                          # .pt; or Sam2Propagator(model, config) when built
     prop.reset(height, width, num_frames=None)   # new video; frees everything. num_frames: total frame count
                                                  # when known (offline) - Meta normalises object-pointer
                                                  # positions by min(num_frames, 16); None = streaming (16)
@@ -207,9 +208,15 @@ class Sam2Propagator:
     @classmethod
     def from_pretrained(cls, name_or_path: str, config: PropagatorConfig | None = None, device: str = "auto",
                         dtype: str = "fp32", prune: bool = True) -> Sam2Propagator:
-        """Load a ``Sam2VideoModel`` from a hub id, a save_pretrained directory or the offline HF cache."""
+        """Load a ``Sam2VideoModel`` from a hub id, a save_pretrained directory or the offline HF cache;
+        a Meta-format ``.pt`` checkpoint (facebookresearch/sam2) is converted on load (``convert``)."""
         config = config if config is not None else PropagatorConfig(model=str(name_or_path))
-        model = from_pretrained(Sam2VideoModel, name_or_path, kind="SAM 2 video model")
+        if str(name_or_path).endswith(".pt"):
+            from .convert import load_meta_checkpoint
+
+            model = load_meta_checkpoint(name_or_path)
+        else:
+            model = from_pretrained(Sam2VideoModel, name_or_path, kind="SAM 2 video model")
         if not isinstance(model, Sam2VideoModel):  # pragma: no cover - transformers returns the class asked
             raise ModelError(f"{name_or_path} is not a SAM 2 video model")
         return cls(model, config, device=device, dtype=dtype, prune=prune)

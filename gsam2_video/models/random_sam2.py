@@ -9,10 +9,10 @@ with a hub id. Three sizes:
   Meta's ``SAM2VideoPredictor`` (whose hydra config must be reduced the same way);
 * :func:`real_size_sam2_config` - the shapes of ``facebook/sam2.1-hiera-tiny`` (1024 px).
 
-SAM 2's image size appears in four places of the transformers config (top-level ``image_size``, the
-prompt encoder's ``image_size``, the vision ``backbone_feature_sizes`` and
-``memory_attention_rope_feat_sizes``). A wrong top-level value runs without error and gives wrong masks,
-so every builder here derives all four from one number and :func:`sam2_size_problems` checks them.
+SAM 2's image size appears in five places of the transformers config (top-level ``image_size``, the
+prompt encoder's ``image_size``, the Hiera backbone's ``image_size``, the vision ``backbone_feature_sizes``
+and ``memory_attention_rope_feat_sizes``). A wrong top-level value runs without error and gives wrong masks,
+so every builder here derives all of them from one number and :func:`sam2_size_problems` checks them.
 """
 
 from __future__ import annotations
@@ -104,7 +104,7 @@ def reduced_sam2_config(image_size: int = 256) -> Sam2VideoConfig:
 
 
 def sam2_size_problems(config: Sam2VideoConfig) -> list[str]:
-    """Every disagreement between the four image-size fields of a SAM 2 video config (empty when consistent)."""
+    """Every disagreement between the image-size fields of a SAM 2 video config (empty when consistent)."""
     s = config.image_size
     s = s[0] if isinstance(s, (list, tuple)) else s
     problems: list[str] = []
@@ -119,6 +119,10 @@ def sam2_size_problems(config: Sam2VideoConfig) -> list[str]:
         problems.append(f"vision_config.backbone_feature_sizes={got} but image_size={s} implies {expect}")
     if got and list(got[-1]) != [s // patch, s // patch]:
         problems.append(f"top feature size {got[-1]} != image_size / patch_size = {s // patch}")
+    bb = getattr(config.vision_config, "backbone_config", None)
+    bb_size = getattr(bb, "image_size", None)
+    if bb_size is not None and list(bb_size if isinstance(bb_size, (list, tuple)) else [bb_size] * 2) != [s, s]:
+        problems.append(f"vision_config.backbone_config.image_size={bb_size} but image_size={s}")
     rope = list(config.memory_attention_rope_feat_sizes)
     if rope != [s // patch, s // patch]:
         problems.append(f"memory_attention_rope_feat_sizes={rope} but image_size={s} implies {[s // patch] * 2}")
