@@ -133,3 +133,38 @@ def test_backfill_equals_forward_run_on_reversed_frames(sam_dir: Path, frames) -
             expected.append(out.logits[0])
     for got, exp in zip(back, expected):
         assert torch.equal(got, exp)
+
+
+def test_backfill_equals_meta_reverse_propagation(videos_dir: Path, tmp_path: Path) -> None:
+    """The same random weights in Meta's SAM2VideoPredictor (converted into ours): a mask added on frame 9,
+    then ``propagate_in_video(reverse=True)`` down to frame 0, equals our backfill through frames 8..0."""
+    pytest.importorskip("sam2")
+    from sam2_reference import build_meta_predictor, read_frames, write_jpeg_folder
+
+    from gsam2_video.config import PropagatorConfig
+    from gsam2_video.models.convert import model_from_meta_state_dict
+
+    n = 10
+    frames_ = write_jpeg_folder(read_frames(videos_dir / "bikes.mp4", n), tmp_path / "jpg")
+    h, w = frames_[0].shape[:2]
+    mask = np.zeros((h, w), bool)
+    mask[h // 4:3 * h // 4, w // 5:w // 2] = True
+    meta = build_meta_predictor("tiny", 128, seed=0, fill_hole_area=0)
+    with torch.inference_mode():
+        state = meta.init_state(video_path=str(tmp_path / "jpg"))
+        meta.add_new_mask(state, frame_idx=n - 1, obj_id=5, mask=torch.from_numpy(mask))
+        ref = {t: v[0, 0].clone() for t, _, v in meta.propagate_in_video(state, start_frame_idx=n - 1,
+                                                                          reverse=True)}
+    prop = Sam2Propagator(model_from_meta_state_dict(meta.state_dict(), image_size=128),
+                          PropagatorConfig(fill_hole_area=0), device="cpu")
+    prop.reset(h, w, num_frames=n)  # Meta knows the video length: pointer positions / min(n, 16) - 1
+    feats = []
+    for t, frame in enumerate(frames_):
+        feats.append(prop.encode(frame, t))
+        prop.commit(feats[-1])
+    back = prop.backfill(5, feats[-1], mask, feats[-2::-1])
+    assert sorted(ref) == list(range(n))
+    for k, t in enumerate(range(n - 2, -1, -1)):
+        torch.testing.assert_close(back[k], ref[t], rtol=0, atol=1e-4)
+        a, b = back[k] > 0, ref[t] > 0
+        assert 0 < int(b.sum()) < h * w and int((a & b).sum()) / int((a | b).sum()) >= 0.999
