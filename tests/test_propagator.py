@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from gsam2_video.config import PropagatorConfig
-from gsam2_video.errors import ModelError
+from gsam2_video.errors import ConfigError, ModelError
 from gsam2_video.models.propagator import Sam2Propagator
 from gsam2_video.models.random_sam2 import save_random_sam2, tiny_sam2_config
 from gsam2_video.models.sam2_preprocess import preprocess_frame
@@ -253,6 +253,8 @@ def test_batched_objects_equal_one_at_a_time(sam_dir: Path, frames) -> None:
 
 
 def test_bf16_autocast_runs_on_cpu(sam_dir: Path, frames) -> None:
+    with pytest.raises(ConfigError, match="fp16 needs a CUDA device"):
+        Sam2Propagator.from_pretrained(str(sam_dir), device="cpu", dtype="fp16")
     prop = Sam2Propagator.from_pretrained(str(sam_dir), device="cpu", dtype="bf16")
     h, w = frames[0].shape[:2]
     prop.reset(h, w)
@@ -263,3 +265,4 @@ def test_bf16_autocast_runs_on_cpu(sam_dir: Path, frames) -> None:
             prop.add_object(1, feats, box=BOX1)
         out = prop.commit(feats)
         assert out.logits.dtype == torch.float32 and torch.isfinite(out.logits).all()
+        out.logits.clamp_(-50, 50)  # outputs are ordinary tensors: in-place edits by callers are allowed

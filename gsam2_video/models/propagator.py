@@ -72,6 +72,9 @@ next frame - plus one copy of the memory positional encoding. Nothing else survi
 memory is O(objects x window) and results equal the unbounded session's as long as no object has more
 conditioning frames than the cap (beyond it the cap is a deliberate approximation).
 
+Outputs are ordinary tensors (the session runs under ``torch.no_grad``, not inference mode), so callers
+may modify them in place.
+
 Batching: objects whose memories sit at the same temporal positions (e.g. all objects prompted on the
 same frame) go through memory attention, the mask decoder and the memory encoder as one batch
 (``config.batch_objects``); results equal per-object runs to float rounding.
@@ -265,7 +268,7 @@ class Sam2Propagator:
         return sum(seen.values())
 
     # ------------------------------------------------------------------ frames
-    @torch.inference_mode()
+    @torch.no_grad()
     def encode(self, image: np.ndarray, frame_idx: int) -> FrameFeatures:
         """Run the image encoder once on an RGB uint8 frame of the session's size."""
         if self.height <= 0 or self.width <= 0:
@@ -295,7 +298,7 @@ class Sam2Propagator:
         if feats.session != self._session or feats.step != self._step or self._committed:
             raise ModelError(f"features of frame {feats.frame_idx} are not the current frame of this session")
 
-    @torch.inference_mode()
+    @torch.no_grad()
     def propagate(self, feats: FrameFeatures) -> FrameOutput:
         """Track every live object that has no output on this frame yet (batched where memories align).
 
@@ -307,7 +310,7 @@ class Sam2Propagator:
         self._track(feats, todo)
         return self._current_output(feats)
 
-    @torch.inference_mode()
+    @torch.no_grad()
     def segment_boxes(self, feats: FrameFeatures, boxes: np.ndarray) -> BoxMasks:
         """Masks for xyxy pixel boxes from the prompt encoder + mask decoder on this frame's features."""
         self._check_current_or_past(feats)
@@ -327,7 +330,7 @@ class Sam2Propagator:
         low = self._postprocess(low)
         return BoxMasks(self._to_video(low), low, iou, score.reshape(-1), keep)
 
-    @torch.inference_mode()
+    @torch.no_grad()
     def add_object(self, obj_id: int, feats: FrameFeatures, *, mask: np.ndarray | torch.Tensor | None = None,
                    box: Sequence[float] | np.ndarray | None = None) -> None:
         """Add a new object prompted on this frame (a conditioning frame) by a mask or a box."""
@@ -338,7 +341,7 @@ class Sam2Propagator:
         self._pending[obj_id] = self._prompt_output(feats, mask, box)
         self._objects[obj_id] = _Object()
 
-    @torch.inference_mode()
+    @torch.no_grad()
     def refresh(self, obj_id: int, feats: FrameFeatures, mask: np.ndarray | torch.Tensor) -> None:
         """Give a live object a new conditioning mask on this frame (replaces its tracked output here)."""
         self._check_current(feats)
@@ -353,7 +356,7 @@ class Sam2Propagator:
         del self._objects[int(obj_id)]
         self._pending.pop(int(obj_id), None)
 
-    @torch.inference_mode()
+    @torch.no_grad()
     def commit(self, feats: FrameFeatures) -> FrameOutput:
         """Finalise the frame: post-process, encode memories, prune, and return every live object's mask."""
         self._check_current(feats)
@@ -365,7 +368,7 @@ class Sam2Propagator:
         return out
 
     # ------------------------------------------------------------------ backfill
-    @torch.inference_mode()
+    @torch.no_grad()
     def backfill(self, obj_id: int, feats_at_birth: FrameFeatures, mask: np.ndarray | torch.Tensor,
                  past: Sequence[FrameFeatures]) -> list[torch.Tensor]:
         """Propagate a new object backwards from its birth frame through earlier frames (newest first).
