@@ -1,4 +1,4 @@
-"""Meta's SAM 2 (PyPI sam2==1.1.0) as a test oracle: random-weight models and a predictor run per call pattern.
+"""Meta's SAM 2 (PyPI sam2==1.1.0) as a test oracle: random-weight models, a predictor run per call pattern.
 
 Why here and not in the package: the reference implementation is only ever a yardstick for tests. Building
 it from Meta's own hydra configs (with the input size reduced for speed) means the oracle is exactly what
@@ -106,7 +106,7 @@ def write_jpeg_folder(frames: Sequence[np.ndarray], folder: Path) -> list[np.nda
 
 @dataclass(frozen=True)
 class Prompt:
-    """One prompt: a box (x0, y0, x1, y1 in video pixels) or a boolean mask (H x W), for ``obj_id`` at ``frame``."""
+    """A box (x0, y0, x1, y1 in video pixels) or a boolean H x W mask for ``obj_id`` at ``frame``."""
 
     frame: int
     obj_id: int
@@ -116,7 +116,7 @@ class Prompt:
 
 @dataclass
 class MetaRun:
-    """Per-frame outputs of Meta's predictor: low-res logits (N x 1 x h x w), video-res logits, object scores."""
+    """Per-frame outputs: low-res logits (N x 1 x h x w), video-res logits (N x 1 x H x W), object scores."""
 
     obj_ids: dict[int, list[int]]
     low_res: dict[int, torch.Tensor]
@@ -150,7 +150,8 @@ def run_meta(predictor, frames_dir: Path, prompts: Sequence[Prompt], num_frames:
         lows, scores = [], []
         for obj_id in ids:
             out_dict = state["output_dict_per_obj"][state["obj_id_to_idx"][obj_id]]
-            out = out_dict["cond_frame_outputs"].get(frame_idx) or out_dict["non_cond_frame_outputs"][frame_idx]
+            out = (out_dict["cond_frame_outputs"].get(frame_idx)
+                   or out_dict["non_cond_frame_outputs"][frame_idx])
             lows.append(out["pred_masks"])
             scores.append(out["object_score_logits"].reshape(-1))
         run.low_res[frame_idx] = torch.cat(lows, 0).clone()
@@ -247,5 +248,17 @@ def mask_iou(a: torch.Tensor, b: torch.Tensor) -> float:
     return 1.0 if union == 0 else inter / union
 
 
-__all__ = ["Prompt", "MetaRun", "build_meta_predictor", "read_frames", "write_jpeg_folder", "run_meta",
-           "meta_preprocessed", "mask_iou", "run_transformers_video", "compare_runs", "meta_overrides", "HYDRA_CONFIGS"]
+__all__ = [
+    "HYDRA_CONFIGS",
+    "MetaRun",
+    "Prompt",
+    "build_meta_predictor",
+    "compare_runs",
+    "mask_iou",
+    "meta_overrides",
+    "meta_preprocessed",
+    "read_frames",
+    "run_meta",
+    "run_transformers_video",
+    "write_jpeg_folder",
+]

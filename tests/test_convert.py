@@ -14,14 +14,28 @@ import torch
 
 pytest.importorskip("sam2", reason="Meta's sam2==1.1.0 is the reference (pip install sam2 hydra-core iopath)")
 
-from sam2_reference import (HYDRA_CONFIGS, Prompt, build_meta_predictor, compare_runs,  # noqa: E402
-                            meta_overrides, meta_preprocessed, read_frames, run_meta, run_transformers_video,
-                            write_jpeg_folder)
-from transformers import Sam2VideoModel  # noqa: E402
+from sam2_reference import (
+    HYDRA_CONFIGS,
+    Prompt,
+    build_meta_predictor,
+    compare_runs,
+    meta_overrides,
+    meta_preprocessed,
+    read_frames,
+    run_meta,
+    run_transformers_video,
+    write_jpeg_folder,
+)
+from transformers import Sam2VideoModel
 
-from gsam2_video.errors import ModelError  # noqa: E402
-from gsam2_video.models.convert import (config_from_meta_state_dict, convert_meta_state_dict,  # noqa: E402
-                                        load_meta_checkpoint, model_from_meta_state_dict, official_size)
+from gsam2_video.errors import ModelError
+from gsam2_video.models.convert import (
+    config_from_meta_state_dict,
+    convert_meta_state_dict,
+    load_meta_checkpoint,
+    model_from_meta_state_dict,
+    official_size,
+)
 
 ALL_CONFIGS = {**HYDRA_CONFIGS, "sam2.0-tiny": "sam2_hiera_t.yaml", "sam2.0-large": "sam2_hiera_l.yaml"}
 
@@ -46,7 +60,7 @@ def _meta_cfg(config_name: str, image_size: int = 1024):
 
 
 def _shape_only_meta_state(cfg) -> dict[str, torch.Tensor]:
-    """Meta's state dict on the meta device (shapes, no memory); Hiera's drop-path schedule needs a CPU linspace."""
+    """Meta's state dict on the meta device (shapes only); Hiera's drop-path schedule needs a CPU linspace."""
     from hydra.utils import instantiate
 
     linspace = torch.linspace
@@ -74,7 +88,8 @@ def test_mapping_covers_every_parameter_of_every_official_size(name: str) -> Non
         expected = Sam2VideoModel(config).state_dict()
     converted = convert_meta_state_dict(meta_state)
     assert set(converted) == set(expected)
-    assert {k: tuple(v.shape) for k, v in converted.items()} == {k: tuple(v.shape) for k, v in expected.items()}
+    shapes = {k: tuple(v.shape) for k, v in converted.items()}
+    assert shapes == {k: tuple(v.shape) for k, v in expected.items()}
     # Meta's 4 point embeddings become one table; its Gaussian PE matrix feeds two transformers modules
     assert len(converted) == len(meta_state) - 3 + 1
 
@@ -199,7 +214,7 @@ def test_inconsistent_sizes_and_unofficial_backbones_are_rejected(tiny128) -> No
 @pytest.mark.slow
 @pytest.mark.parametrize("size", ["small", "base-plus", "large"])
 def test_image_features_identical_for_larger_sizes(size: str) -> None:
-    """Heads, windows and global blocks leave no trace in shapes: prove them numerically (slow: big models)."""
+    """Heads, windows and global blocks leave no trace in shapes: prove them numerically (slow)."""
     predictor = build_meta_predictor(size, 128, seed=1)
     model = model_from_meta_state_dict(predictor.state_dict(), image_size=128)
     x = torch.randn(1, 3, 128, 128, generator=torch.Generator().manual_seed(0))

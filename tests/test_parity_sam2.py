@@ -26,12 +26,19 @@ import torch
 
 pytest.importorskip("sam2", reason="Meta's sam2==1.1.0 is the reference (pip install sam2 hydra-core iopath)")
 
-from sam2_reference import (MetaRun, Prompt, build_meta_predictor, compare_runs, read_frames,  # noqa: E402
-                            run_meta, write_jpeg_folder)
+from sam2_reference import (
+    MetaRun,
+    Prompt,
+    build_meta_predictor,
+    compare_runs,
+    read_frames,
+    run_meta,
+    write_jpeg_folder,
+)
 
-from gsam2_video.config import PropagatorConfig  # noqa: E402
-from gsam2_video.models.convert import model_from_meta_state_dict  # noqa: E402
-from gsam2_video.models.propagator import Sam2Propagator  # noqa: E402
+from gsam2_video.config import PropagatorConfig
+from gsam2_video.models.convert import model_from_meta_state_dict
+from gsam2_video.models.propagator import Sam2Propagator
 
 IOU_BAR = 0.999
 LOGIT_BAR = 1e-4

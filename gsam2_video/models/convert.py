@@ -102,10 +102,12 @@ _SEQUENTIAL_SLOTS: dict[str, dict[int, str]] = {
         6: "prompt_encoder.mask_embed.conv3",
     },
     "sam_mask_decoder.output_upscaling": {
-        0: "mask_decoder.upscale_conv1", 1: "mask_decoder.upscale_layer_norm", 3: "mask_decoder.upscale_conv2",
+        0: "mask_decoder.upscale_conv1", 1: "mask_decoder.upscale_layer_norm",
+        3: "mask_decoder.upscale_conv2",
     },
 }
-_SEQ = re.compile(r"^(sam_prompt_encoder\.mask_downscaling|sam_mask_decoder\.output_upscaling)\.(\d+)\.(weight|bias)$")
+_SEQ = re.compile(
+    r"^(sam_prompt_encoder\.mask_downscaling|sam_mask_decoder\.output_upscaling)\.(\d+)\.(weight|bias)$")
 # Memory-encoder mask downsampler: Sequential of (conv, LayerNorm2d, act) x n, then a final 1x1 conv.
 _DOWNSAMPLER = re.compile(r"^memory_encoder\.mask_downsampler\.encoder\.(\d+)\.(weight|bias)$")
 _POINT_EMBED = re.compile(r"^sam_prompt_encoder\.point_embeddings\.(\d+)\.weight$")
@@ -188,9 +190,14 @@ def _stages(meta_state: Mapping[str, torch.Tensor]) -> tuple[int, ...]:
                      if (m := re.match(r"^image_encoder\.trunk\.blocks\.(\d+)\.", k))})
     if not blocks:
         raise ModelError("Meta SAM 2 checkpoint has no image_encoder.trunk.blocks: not a SAM 2 state dict")
-    starts = [0] + [b for b in blocks if b > 0 and f"image_encoder.trunk.blocks.{b}.proj.weight" in meta_state]
+    starts = [0] + [b for b in blocks
+                    if b > 0 and f"image_encoder.trunk.blocks.{b}.proj.weight" in meta_state]
     ends = starts[1:] + [blocks[-1] + 1]
     return tuple(e - s for s, e in zip(starts, ends))
+
+
+def _indices(meta_state: Mapping[str, torch.Tensor], pattern: str) -> set[int]:
+    return {int(m.group(1)) for k in meta_state if (m := re.match(pattern, k))}
 
 
 def official_size(meta_state: Mapping[str, torch.Tensor]) -> HieraSize:
@@ -198,13 +205,15 @@ def official_size(meta_state: Mapping[str, torch.Tensor]) -> HieraSize:
     try:
         embed_dim = int(meta_state["image_encoder.trunk.patch_embed.proj.weight"].shape[0])
     except KeyError:
-        raise ModelError("Meta SAM 2 checkpoint has no image_encoder.trunk.patch_embed: not a SAM 2 state dict") from None
+        raise ModelError("Meta SAM 2 checkpoint has no image_encoder.trunk.patch_embed: "
+                         "not a SAM 2 state dict") from None
     stages = _stages(meta_state)
     for size in OFFICIAL_SIZES:
         if size.embed_dim == embed_dim and size.blocks_per_stage == stages:
             return size
-    raise ModelError(f"Meta SAM 2 checkpoint backbone (width {embed_dim}, blocks per stage {list(stages)}) is not "
-                     f"one of the official sizes tiny/small/base-plus/large; pass a Sam2VideoConfig explicitly")
+    raise ModelError(f"Meta SAM 2 checkpoint backbone (width {embed_dim}, blocks per stage {list(stages)}) "
+                     f"is not one of the official sizes tiny/small/base-plus/large; "
+                     f"pass a Sam2VideoConfig explicitly")
 
 
 def config_from_meta_state_dict(meta_state: Mapping[str, torch.Tensor], image_size: int = 1024,
@@ -226,8 +235,8 @@ def config_from_meta_state_dict(meta_state: Mapping[str, torch.Tensor], image_si
     windows = [window0, *size.window_size_per_stage[1:]]
     hidden = int(meta_state["no_mem_embed"].shape[-1])
     maskmem = meta_state["maskmem_tpos_enc"]
-    mem_layers = {int(m.group(1)) for k in meta_state if (m := re.match(r"^memory_attention\.layers\.(\d+)\.", k))}
-    fuser_layers = {int(m.group(1)) for k in meta_state if (m := re.match(r"^memory_encoder\.fuser\.layers\.(\d+)\.", k))}
+    mem_layers = _indices(meta_state, r"^memory_attention\.layers\.(\d+)\.")
+    fuser_layers = _indices(meta_state, r"^memory_encoder\.fuser\.layers\.(\d+)\.")
     feats = [[image_size // s, image_size // s] for s in (4, 8, 16)]
     backbone = {
         "model_type": "sam2_hiera_det_model",
@@ -279,7 +288,8 @@ def check_config_sizes(config: Sam2VideoConfig) -> None:
     }
     have = {
         "prompt_encoder_config.image_size": config.prompt_encoder_config.image_size,
-        "vision_config.backbone_feature_sizes": [list(x) for x in config.vision_config.backbone_feature_sizes],
+        "vision_config.backbone_feature_sizes": [list(x)
+                                                 for x in config.vision_config.backbone_feature_sizes],
         "memory_attention_rope_feat_sizes": list(config.memory_attention_rope_feat_sizes),
         "vision_config.backbone_config.image_size": list(config.vision_config.backbone_config.image_size),
     }
