@@ -75,9 +75,11 @@ conditioning frames than the cap (beyond it the cap is a deliberate approximatio
 Outputs are ordinary tensors (the session runs under ``torch.no_grad``, not inference mode), so callers
 may modify them in place.
 
-Batching: objects whose memories sit at the same temporal positions (e.g. all objects prompted on the
-same frame) go through memory attention, the mask decoder and the memory encoder as one batch
-(``config.batch_objects``); results equal per-object runs to float rounding.
+Batching: memory attention runs once per group of objects whose memories sit at the same temporal
+positions (e.g. objects prompted on the same frame); the SAM heads (prompt encoder + mask decoder) run
+once for all tracked objects, and the memory encoder once per kind (prompted / tracked).
+``config.batch_objects=False`` runs memory attention and the SAM heads per object; results agree to
+float rounding (4.5e-10 on the tiny test model).
 """
 
 from __future__ import annotations
@@ -536,12 +538,29 @@ class Sam2Propagator:
         for oid, (mems, ptrs) in plans.items():
             key = (tuple(t for t, _ in mems), tuple(d for d, _ in ptrs)) if self.config.batch_objects else oid
             groups.setdefault(key, []).append(oid)
-        for members in groups.values():
-            self._track_group(feats, members, [plans[o] for o in members])
+        if not groups:
+            return
+        # memory attention per group (the memories must line up); the SAM heads take every object at once
+        order = [oid for members in groups.values() for oid in members]
+        pix = torch.cat([self._attend(feats, [plans[o] for o in members]) for members in groups.values()])
+        if not self.config.batch_objects:
+            outs = [self._decode(feats, pix[i:i + 1], multimask=self._track_multimask) for i in range(len(order))]
+            low, high, pointer, score = (torch.cat([o[k] for o in outs]) for k in range(4))
+        else:
+            low, high, pointer, score, _ = self._decode(feats, pix, multimask=self._track_multimask)
+        for i, oid in enumerate(order):
+            self._pending[oid] = _Pending(low[i:i + 1], high[i:i + 1], pointer[i:i + 1], score[i:i + 1], False)
 
-    def _track_group(self, feats: FrameFeatures, members: list[int], plans: list[Any]) -> None:
+    @property
+    def _track_multimask(self) -> bool:
+        cfg = self.model.config
+        return bool(cfg.multimask_output_in_sam and cfg.multimask_output_for_tracking
+                    and cfg.multimask_min_pt_num <= 0 <= cfg.multimask_max_pt_num)
+
+    def _attend(self, feats: FrameFeatures, plans: list[Any]) -> torch.Tensor:
+        """Memory attention for objects whose memories sit at the same temporal positions: B x C x h x w."""
         model = self.model
-        b = len(members)
+        b = len(plans)
         mems0, ptrs0 = plans[0]
         memories, mem_pos = [], []
         assert self._pos_mem is not None
@@ -565,13 +584,7 @@ class Sam2Propagator:
                 current_vision_features=feats.feats[-1].expand(-1, b, -1),
                 current_vision_position_embeddings=feats.pos.expand(-1, b, -1),
                 memory=memory, memory_posision_embeddings=memory_pos, num_object_pointer_tokens=n_ptr_tokens)
-        pix = fused.float().reshape(b, h * w, model.hidden_dim).transpose(1, 2).reshape(b, model.hidden_dim, h, w)
-        cfg = model.config
-        multimask = bool(cfg.multimask_output_in_sam and cfg.multimask_output_for_tracking
-                         and cfg.multimask_min_pt_num <= 0 <= cfg.multimask_max_pt_num)
-        low, high, pointer, score, _ = self._decode(feats, pix, multimask=multimask)
-        for i, oid in enumerate(members):
-            self._pending[oid] = _Pending(low[i:i + 1], high[i:i + 1], pointer[i:i + 1], score[i:i + 1], False)
+        return fused.float().reshape(b, h * w, model.hidden_dim).transpose(1, 2).reshape(b, model.hidden_dim, h, w)
 
     def _postprocess(self, low: torch.Tensor) -> torch.Tensor:
         c = self.config
