@@ -11,8 +11,9 @@ chunks of whole classes, each run separately and merged by the detector.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 from .errors import PromptError
 

@@ -27,7 +27,7 @@ def tiny_dir(vocab_file: Path, tmp_path_factory: pytest.TempPathFactory) -> Path
 
 
 def _detector(path: Path, **cfg) -> Detector:
-    base = dict(box_threshold=0.3, text_threshold=0.3, shortest_edge=96, longest_edge=128)
+    base = {"box_threshold": 0.3, "text_threshold": 0.3, "shortest_edge": 96, "longest_edge": 128}
     base.update(cfg)
     return Detector.from_pretrained(str(path), DetectorConfig(**base), device="cpu")
 

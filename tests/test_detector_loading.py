@@ -48,7 +48,8 @@ except ModelError as err:
 def _run(script: str, arg: str, hf_home: Path) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "HUGGINGFACE_", "TRANSFORMERS_"))}
     env.update(HF_HOME=str(hf_home), HF_HUB_OFFLINE="1", PYTHONPATH=str(REPO))
-    return subprocess.run([sys.executable, "-c", script, arg], env=env, capture_output=True, text=True, timeout=300)
+    return subprocess.run([sys.executable, "-c", script, arg], env=env, capture_output=True, text=True,
+                          timeout=300, check=False)
 
 
 @pytest.fixture(scope="module")

@@ -19,8 +19,11 @@ import torch
 
 from gsam2_video.config import DetectorConfig
 from gsam2_video.models.detector import Detector
-from gsam2_video.models.random_detector import (save_random_detector, save_random_owlv2,
-                                                tiny_mm_grounding_dino_config)
+from gsam2_video.models.random_detector import (
+    save_random_detector,
+    save_random_owlv2,
+    tiny_mm_grounding_dino_config,
+)
 from gsam2_video.prompts import parse_prompt
 
 SPECIAL = {"[CLS]", "[SEP]", "[PAD]", "."}

@@ -43,12 +43,12 @@ def tiny_grounding_dino_config(**overrides: Any) -> Any:
     backbone = SwinConfig(embed_dim=16, depths=[1, 1, 1, 1], num_heads=[1, 1, 1, 1], window_size=7,
                           out_features=["stage2", "stage3", "stage4"])
     text = BertConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=37)
-    fields: dict[str, Any] = dict(
-        backbone_config=backbone, text_config=text, d_model=32, encoder_ffn_dim=64, decoder_ffn_dim=64,
-        encoder_layers=1, decoder_layers=2,  # transformers ties bbox heads across >= 2 decoder layers
-        encoder_attention_heads=2, decoder_attention_heads=2, num_queries=30,
-        encoder_n_points=2, decoder_n_points=2,
-    )
+    fields: dict[str, Any] = {
+        "backbone_config": backbone, "text_config": text, "d_model": 32, "encoder_ffn_dim": 64, "decoder_ffn_dim": 64,
+        "encoder_layers": 1, "decoder_layers": 2,  # transformers ties bbox heads across >= 2 decoder layers
+        "encoder_attention_heads": 2, "decoder_attention_heads": 2, "num_queries": 30,
+        "encoder_n_points": 2, "decoder_n_points": 2,
+    }
     fields.update(overrides)
     return GroundingDinoConfig(**fields)
 
@@ -145,14 +145,14 @@ def tiny_owlv2_config(**overrides: Any) -> Any:
     from transformers import Owlv2Config
 
     vocab_size = 2 * 256 + 2
-    fields: dict[str, Any] = dict(
-        text_config=dict(vocab_size=vocab_size, hidden_size=32, intermediate_size=37, num_hidden_layers=1,
-                         num_attention_heads=2, max_position_embeddings=16, bos_token_id=vocab_size - 2,
-                         eos_token_id=vocab_size - 1, pad_token_id=vocab_size - 1),
-        vision_config=dict(hidden_size=32, intermediate_size=37, num_hidden_layers=1, num_attention_heads=2,
-                           image_size=64, patch_size=16),
-        projection_dim=32,
-    )
+    fields: dict[str, Any] = {
+        "text_config": {"vocab_size": vocab_size, "hidden_size": 32, "intermediate_size": 37, "num_hidden_layers": 1,
+                         "num_attention_heads": 2, "max_position_embeddings": 16, "bos_token_id": vocab_size - 2,
+                         "eos_token_id": vocab_size - 1, "pad_token_id": vocab_size - 1},
+        "vision_config": {"hidden_size": 32, "intermediate_size": 37, "num_hidden_layers": 1, "num_attention_heads": 2,
+                           "image_size": 64, "patch_size": 16},
+        "projection_dim": 32,
+    }
     fields.update(overrides)
     return Owlv2Config(**fields)
 
