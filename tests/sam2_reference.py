@@ -49,9 +49,9 @@ def build_meta_predictor(size: str = "tiny", image_size: int = 256, seed: int = 
                          fill_hole_area: int = 0, weight_noise: float = 0.0):
     """Meta's SAM2VideoPredictor with random weights (Meta's own init, seeded), eval mode, CPU.
 
-    ``weight_noise`` > 0 adds seeded Gaussian noise (relative to each tensor's std, or absolute for
-    constant tensors) so that parameters Meta initialises to constants (zeros, ones, 1e-6 layer scales)
-    take part in the comparison too.
+    ``weight_noise`` > 0 adds seeded Gaussian noise, relative to each tensor's spread (or to its magnitude
+    for constant tensors: LayerNorm ones and zeros, 1e-6 layer scales). Without it those parameters have
+    identical values, so a converter that swapped two of them would go unnoticed.
     """
     import sam2  # noqa: F401  (initialises hydra's config module)
     from hydra import compose
@@ -67,7 +67,7 @@ def build_meta_predictor(size: str = "tiny", image_size: int = 256, seed: int = 
         with torch.no_grad():
             for p in model.parameters():
                 std = float(p.std()) if p.numel() > 1 else 0.0
-                scale = weight_noise * (std if std > 1e-3 else 0.05)
+                scale = weight_noise * (std if std > 1e-3 else max(float(p.abs().mean()), 0.05))
                 p.add_(torch.randn(p.shape, generator=gen) * scale)
     return model.eval()
 

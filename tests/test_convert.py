@@ -75,7 +75,8 @@ def _shape_only_meta_state(cfg) -> dict[str, torch.Tensor]:
 
 @pytest.fixture(scope="module")
 def tiny128():
-    predictor = build_meta_predictor("tiny", 128, seed=3)
+    # noisy weights: no two parameters are equal, so a swapped mapping cannot hide behind identical inits
+    predictor = build_meta_predictor("tiny", 128, seed=3, weight_noise=0.1)
     return predictor, predictor.state_dict()
 
 
@@ -127,6 +128,13 @@ def test_strict_load_gives_identical_weights_and_image_features(tiny128) -> None
     assert all(torch.equal(ours[k], v) for k, v in converted.items())
     assert torch.equal(ours["prompt_encoder.point_embed.weight"][2],
                        meta_state["sam_prompt_encoder.point_embeddings.2.weight"][0])
+    by_shape: dict[tuple[int, ...], list[tuple[str, torch.Tensor]]] = {}
+    for k, v in converted.items():
+        if k != "shared_image_embedding.positional_embedding":  # the one deliberately shared tensor
+            by_shape.setdefault(tuple(v.shape), []).append((k, v))
+    for group in by_shape.values():
+        for i, (ka, va) in enumerate(group):
+            assert not any(torch.equal(va, vb) for _, vb in group[i + 1:]), f"{ka} equals another parameter"
     x = torch.randn(2, 3, 128, 128, generator=torch.Generator().manual_seed(0))
     with torch.inference_mode():
         ref = predictor.forward_image(x)
