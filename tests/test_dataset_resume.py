@@ -1,0 +1,118 @@
+"""Kill-and-resume: a dataset run killed with SIGKILL in the middle of a video, then re-run, must give the
+same bytes as a run that was never interrupted.
+
+The run to be killed is always the real CLI in a child process (SIGKILL leaves no chance to clean up). The
+default-suite test runs the uninterrupted reference and the resume in-process (same code, one torch thread
+like the child) to stay fast; the slow test runs all three as CLI processes.
+
+Only ``run.json`` files are left out of the byte comparison: they hold wall-clock start/finish times,
+per-stage timings and software versions, which differ between any two runs by design. Every other file
+(PNGs, JPEGs, meta.json, instances.json, per-video records, failures.jsonl) must be identical.
+"""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from models_fixture import tiny_models  # noqa: F401  (session fixture: tiny random models on disk)
+from test_dataset_e2e import MODEL_ARGS, PROMPT, REPO, check_video, dataset_cmd, env, run
+
+FIRST, SECOND = "carphone_pristine", "tree"
+EXTRA = ("--max-frames", "10", "--save-frames")
+
+
+def tree_bytes(root: Path) -> dict[str, bytes]:
+    """Every file under ``root`` except run.json (see the module docstring) and the lock file."""
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*"))
+            if p.is_file() and p.name not in ("run.json", ".lock")}
+
+
+def inputs(videos_dir: Path) -> list[Path]:
+    return [videos_dir / f"{FIRST}.mp4", videos_dir / f"{SECOND}.avi"]
+
+
+@pytest.fixture()
+def one_thread() -> Iterator[None]:
+    """In-process runs use one torch thread, as the child processes do (OMP_NUM_THREADS=1)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def run_in_process(models: dict[str, Path], out: Path, videos_dir: Path) -> int:
+    from gsam2_video.cli import main
+
+    return main(["dataset", *map(str, inputs(videos_dir)), "--out", str(out), "--prompt", PROMPT,
+                 "--detector", str(models["detector"]), "--sam2", str(models["sam2"]), *MODEL_ARGS, *EXTRA])
+
+
+def kill_mid_second_video(models: dict[str, Path], out: Path, videos_dir: Path) -> None:
+    """Start the CLI, SIGKILL it once the first video is published and the second has frames on disk."""
+    victim = subprocess.Popen(dataset_cmd(models, out, inputs(videos_dir), *EXTRA), stdout=subprocess.DEVNULL,
+                              stderr=subprocess.PIPE, text=True, env=env(), cwd=REPO)
+    try:
+        deadline = time.monotonic() + 300
+        partial = out / ".partial" / SECOND / "JPEGImages"
+        while True:
+            if (out / "runs" / FIRST / "objects.json").is_file() and partial.is_dir() and any(partial.iterdir()):
+                break
+            if victim.poll() is not None:
+                pytest.fail(f"the run ended before it could be killed mid-video:\n{victim.stderr.read()}")
+            if time.monotonic() > deadline:
+                pytest.fail("the run never reached the second video")
+            time.sleep(0.005)
+        victim.send_signal(signal.SIGKILL)
+        victim.wait(timeout=60)
+    finally:
+        if victim.poll() is None:
+            victim.kill()
+            victim.wait()
+    assert victim.returncode == -signal.SIGKILL
+    # killed mid-video: the first video is published, the second exists only as temporary debris
+    assert (out / "runs" / FIRST / "objects.json").is_file()
+    assert not (out / "runs" / SECOND).exists() and not (out / "Annotations" / SECOND).exists()
+    assert (out / ".partial" / SECOND).is_dir()
+
+
+def assert_same_tree(got_root: Path, want_root: Path) -> None:
+    got, want = tree_bytes(got_root), tree_bytes(want_root)
+    assert sorted(got) == sorted(want)
+    assert [k for k in want if got[k] != want[k]] == []
+    check_video(got_root, SECOND, 10, save_frames=True)
+
+
+def test_sigkill_mid_video_then_resume_is_byte_identical(tiny_models: dict[str, Path],  # noqa: F811
+                                                         videos_dir: Path, tmp_path: Path, one_thread: None,
+                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    reference = tmp_path / "reference"
+    assert run_in_process(tiny_models, reference, videos_dir) == 0
+    out = tmp_path / "killed"
+    kill_mid_second_video(tiny_models, out, videos_dir)
+    capsys.readouterr()
+    assert run_in_process(tiny_models, out, videos_dir) == 0
+    assert "1 done, 1 skipped, 0 failed of 2 videos" in capsys.readouterr().err
+    assert_same_tree(out, reference)
+
+
+@pytest.mark.slow
+def test_sigkill_mid_video_all_cli_processes(tiny_models: dict[str, Path],  # noqa: F811
+                                             videos_dir: Path, tmp_path: Path) -> None:
+    reference = tmp_path / "reference"
+    proc = run(dataset_cmd(tiny_models, reference, inputs(videos_dir), *EXTRA))
+    assert proc.returncode == 0, proc.stderr
+    out = tmp_path / "killed"
+    kill_mid_second_video(tiny_models, out, videos_dir)
+    resumed = run(dataset_cmd(tiny_models, out, inputs(videos_dir), *EXTRA))
+    assert resumed.returncode == 0, resumed.stderr
+    assert "1 done, 1 skipped, 0 failed of 2 videos" in resumed.stderr
+    assert_same_tree(out, reference)
