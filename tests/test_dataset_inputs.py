@@ -54,6 +54,10 @@ def test_missing_path_is_kept_to_fail_alone_but_bad_globs_and_folders_are_errors
         collect_jobs([str(tmp_path / "empty")], DEFAULTS)
     with pytest.raises(ConfigError, match="webcam never ends"):
         collect_jobs(["0"], DEFAULTS)
+    with pytest.raises(ConfigError, match=r"rtsp://\*\*\*@cam/live: a live stream never ends"):
+        collect_jobs(["rtsp://user:secret@cam/live"], DEFAULTS)
+    remote = collect_jobs(["https://example.org/media/My%20Clip.mp4"], DEFAULTS)
+    assert [(j.name, j.source) for j in remote] == [("My_Clip", "https://example.org/media/My%20Clip.mp4")]
     with pytest.raises(ConfigError, match="no inputs"):
         collect_jobs([], DEFAULTS)
 

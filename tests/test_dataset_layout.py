@@ -274,7 +274,7 @@ def test_bad_videos_fail_alone(tmp_path: Path) -> None:
     assert [(f["video"], f["error"]) for f in failures] == \
         [("crash", "RuntimeError"), ("short", "SourceError"), ("missing", "SourceError")]
     assert failures[0]["message"] == "RuntimeError: scripted crash" and "Traceback" in failures[0]["traceback"]
-    assert "truncated or corrupt video, 7 of its frames do not decode (3 labelled)" in failures[1]["message"]
+    assert "truncated or corrupt video, 7 of its frames do not decode (3 decoded)" in failures[1]["message"]
     assert failures[2]["message"].endswith("missing.mp4: no such file or directory")
     assert sorted(p.name for p in (out / "Annotations").iterdir()) == ["alpha", "beta"]
     assert sorted(p.name for p in (out / "runs").iterdir()) == ["alpha", "beta"]

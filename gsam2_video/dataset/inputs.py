@@ -10,9 +10,9 @@ Inputs (positional ``INPUT...``):
 * a folder holding video files -> each video (natural order); a folder holding images -> one video (an image
   sequence, named by the folder); a folder of image folders (``JPEGImages/<video>/``) -> one video each;
 * a glob -> each matched video / folder; a glob matching only images -> one image-sequence video;
-* a stream URL of a remote file is passed through; a path that does not exist is kept as a job so that it
-  fails alone (recorded in the failures file) while the rest run. Webcam indices are rejected: a dataset
-  needs inputs that end.
+* the URL of a remote video file (``https://host/clip.mp4``) is passed through; a path that does not exist
+  is kept as a job so that it fails alone (recorded in the failures file) while the rest run. Webcam
+  indices and live stream URLs are rejected: a dataset needs inputs that end.
 
 Manifest (``--manifest FILE``, ``.jsonl`` or ``.csv``): one video per row/line with ``source`` (required;
 relative paths are relative to the manifest's folder), ``prompt`` (falls back to ``--prompt``), optional
@@ -35,13 +35,13 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from ..config import AssociationConfig, KeyframeConfig
 from ..errors import ConfigError, Gsam2Error
 from ..prompts import parse_prompt
 from ..sources.images import natural_key
-from ..sources.spec import VIDEO_FILE_EXTENSIONS, is_image_file
+from ..sources.spec import VIDEO_FILE_EXTENSIONS, is_image_file, parse_source, redact_url
 from .filters import Filters
 
 DECODERS = ("av", "decord", "opencv")
@@ -145,6 +145,9 @@ def _expand_one(text: str) -> list[tuple[str, Path | None]]:
     if stripped.isdecimal():
         raise ConfigError(f"{stripped}: a webcam never ends; dataset inputs must be files, folders or globs")
     if _SCHEME.match(stripped):
+        if parse_source(stripped).default_live:
+            raise ConfigError(f"{redact_url(stripped)}: a live stream never ends; dataset inputs must be files "
+                              f"(a URL of a remote video file is fine)")
         return [(stripped, None)]
     path = Path(stripped).expanduser()
     if path.is_dir():
@@ -175,7 +178,7 @@ def _expand_one(text: str) -> list[tuple[str, Path | None]]:
 def _base_name(source: str, path: Path | None) -> str:
     if path is None:  # URL
         parts = urlsplit(source)
-        tail = Path(parts.path).stem if parts.path.strip("/") else (parts.hostname or "stream")
+        tail = Path(unquote(parts.path)).stem if parts.path.strip("/") else (parts.hostname or "stream")
         return safe_name(tail)
     return safe_name(path.stem if path.suffix.lower() in VIDEO_FILE_EXTENSIONS else path.name)
 

@@ -216,7 +216,7 @@ class DatasetRunner:
                               f"pass --allow-partial to keep what decodes")
         if missing > 0:  # the source read to the end of the file and found fewer frames than it declares
             raise SourceError(f"{job.source}: truncated or corrupt video, {missing} of its frames do not decode "
-                              f"({got} labelled); pass --allow-partial to keep what decodes")
+                              f"({got} decoded); pass --allow-partial to keep what decodes")
 
     @staticmethod
     def _failure(job: VideoJob, exc: BaseException) -> dict[str, Any]:
