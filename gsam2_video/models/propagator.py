@@ -34,8 +34,8 @@ API (stable; the pipeline and the parity test code against it)
 
 Mask prompts are H x W at video resolution, numpy or torch; bool as is, anything else thresholded at > 0
 (so a row of ``BoxMasks.logits`` can be passed directly). ``FrameFeatures`` hold the frame's image
-features (about 17 MB at 1024 px in fp32; the positional encoding is shared between frames); the session itself keeps none of them after ``commit``, so an
-offline caller that wants ``backfill`` buffers them itself.
+features (about 17 MB at 1024 px in fp32; the positional encoding is one tensor shared between frames);
+the session keeps none of them after ``commit``, so an offline caller that wants ``backfill`` buffers them.
 
 ``frame_idx`` is the source's index (strictly increasing, gaps allowed with a stride). SAM 2 itself sees
 the dense sequence of encoded frames (``FrameFeatures.step``), exactly as Meta's predictor sees a video
@@ -59,7 +59,14 @@ Semantics matched to Meta's SAM2VideoPredictor (sam2 1.1.0)
   streaming path always uses 15); with ``num_frames=None`` this is 15, i.e. a video of >= 16 frames.
 * Hole filling runs on the low-res logits before upsampling and before prompted memories are encoded
   (Meta applies it inside ``_run_single_frame_inference``); tracked memories use the unfilled logits.
-* The model config's four image-size fields must agree (checked on load; see ``random_sam2``).
+* The model config's image-size fields must all agree (checked on load; see ``random_sam2``).
+* A refresh is a new conditioning frame, i.e. Meta's ``add_new_mask`` on a frame the object has not been
+  tracked on yet (prompts registered when the stream reaches them, propagation resumed from there).
+
+Also worked around here (transformers 5.x): ``_single_frame_forward`` selects the best multimask output
+with indices that only broadcast for a batch of one, so the SAM heads call the prompt encoder and mask
+decoder directly; its own streaming loop stores 1 x 1 x C object pointers for box prompts and then cannot
+stack them (we keep our own state).
 
 What is held (``prune=True``)
 -----------------------------
