@@ -19,7 +19,7 @@ from pycocotools import mask as mask_utils
 
 from gsam2_video.dataset.filters import Filters, FrameEntry
 from gsam2_video.dataset.inputs import JobDefaults, collect_jobs
-from gsam2_video.dataset.layout import DatasetLayout
+from gsam2_video.dataset.layout import DatasetLayout, build_instances, build_meta
 from gsam2_video.dataset.record import VideoCollector
 from gsam2_video.dataset.runner import DatasetRunner, RunnerOptions
 from gsam2_video.errors import OutputError, SourceError
@@ -196,6 +196,9 @@ def test_layout_pngs_meta_and_instances_are_exact(tmp_path: Path) -> None:
                 assert ann["areas"][k] == int(truth.sum())
                 ys, xs = np.nonzero(truth)
                 assert ann["bboxes"][k] == [xs.min(), ys.min(), xs.max() - xs.min() + 1, ys.max() - ys.min() + 1]
+    # the streamed files equal the in-memory builders over the same records
+    records = DatasetLayout(out).finished_records()
+    assert inst == build_instances(records, {"alpha", "beta"}) and meta == build_meta(records)
     assert (out / "failures.jsonl").read_text() == ""
     report = json.loads((out / "runs" / "alpha" / "run.json").read_text())
     assert report["frames"] == 6 and report["objects_kept"] == 2 and "versions" in report
@@ -334,6 +337,16 @@ def test_changed_settings_redo_and_finished_runs_load_no_model(tmp_path: Path) -
     assert summary.done == 2 and tracker.calls == ["alpha", "beta"]
     summary, tracker, _ = run(folder, out, prompt="person. car. dog. cat.", save_frames=True)
     assert summary.done == 2 and (out / "JPEGImages" / "alpha").is_dir()
+
+
+def test_set_files_of_an_empty_set_are_valid(tmp_path: Path) -> None:
+    layout = DatasetLayout(tmp_path / "out")
+    with layout.locked():
+        layout.prepare()
+        layout.write_set_files()
+    assert json.loads(layout.meta_path.read_text()) == {"videos": {}}
+    inst = json.loads(layout.instances_path.read_text())
+    assert (inst["videos"], inst["categories"], inst["annotations"]) == ([], [], [])
 
 
 def test_second_run_on_same_folder_is_refused(tmp_path: Path) -> None:

@@ -226,15 +226,41 @@ class DatasetLayout:
                 records.append(record)
         return records
 
-    def write_set_files(self) -> tuple[dict[str, Any], dict[str, Any]]:
-        """Rebuild ``meta.json`` and ``instances.json`` from every finished video; returns both documents."""
-        records = self.finished_records()
-        with_frames = {r.name for r in records if (self.images / r.name).is_dir()}
-        meta = build_meta(records)
-        instances = build_instances(records, with_frames)
-        _write_json(self.meta_path, meta)
-        _write_json(self.instances_path, instances, compact=True)
-        return meta, instances
+    def write_set_files(self) -> None:
+        """Rebuild ``meta.json`` and ``instances.json`` from every finished video.
+
+        Two passes over the records, one record in memory at a time: the first gathers the categories (ids
+        must be known before any annotation is written), video entries and meta.json; the second streams the
+        annotations into instances.json. So memory stays at one video's RLE however large the set.
+        """
+        names, videos, meta_videos, categories = [], [], {}, set()
+        for name in self.finished_names():
+            record = self.load_record(name)
+            if record is None:
+                continue
+            names.append(name)
+            videos.append(video_entry(record, len(names), (self.images / name).is_dir()))
+            meta_videos[name] = meta_entry(record)
+            categories |= {normalise_class(o.category) for o in record.objects}
+        _write_json(self.meta_path, {"videos": meta_videos})
+        cat_ids = {n: i for i, n in enumerate(sorted(categories), 1)}
+        head = instances_head(videos, cat_ids)
+        out = AtomicFile(self.instances_path, "w")
+        try:
+            out.write(json.dumps(head, separators=(",", ":"))[:-1] + ',"annotations":[')
+            next_id = 1
+            for vid, name in enumerate(names, 1):
+                record = self.load_record(name)
+                if record is None:
+                    raise OutputError(f"{self.record_path(name)} changed while instances.json was written")
+                for ann in annotation_entries(record, vid, cat_ids, next_id):
+                    out.write(("," if next_id > 1 else "") + json.dumps(ann, separators=(",", ":")))
+                    next_id += 1
+            out.write("]}\n")
+        except BaseException:
+            out.discard()
+            raise
+        out.commit()
 
     def write_failures(self, failures: Iterable[dict[str, Any]]) -> None:
         text = "".join(json.dumps(f, sort_keys=True) + "\n" for f in failures)
@@ -243,48 +269,62 @@ class DatasetLayout:
         out.commit()
 
 
+def meta_entry(r: VideoRecord) -> dict[str, Any]:
+    """One video of YouTube-VOS ``meta.json``: ``{"objects": {"1": {"category", "frames"}}}``."""
+    names = r.frame_names
+    return {"objects": {str(o.object_id): {"category": o.category, "frames": [names[p] for p in sorted(o.frames)]}
+                        for o in r.objects}}
+
+
 def build_meta(records: Iterable[VideoRecord]) -> dict[str, Any]:
     """YouTube-VOS ``meta.json``: ``{"videos": {video: {"objects": {"1": {"category", "frames"}}}}}``."""
-    videos: dict[str, Any] = {}
-    for r in sorted(records, key=lambda r: r.name):
-        names = r.frame_names
-        videos[r.name] = {"objects": {
-            str(o.object_id): {"category": o.category, "frames": [names[p] for p in sorted(o.frames)]}
-            for o in r.objects}}
-    return {"videos": videos}
+    return {"videos": {r.name: meta_entry(r) for r in sorted(records, key=lambda r: r.name)}}
+
+
+def video_entry(r: VideoRecord, vid: int, has_frames: bool) -> dict[str, Any]:
+    """One element of instances.json ``videos``."""
+    return {"id": vid, "name": r.name, "width": r.width, "height": r.height, "length": r.length,
+            "file_names": [f"{r.name}/{n}.jpg" for n in r.frame_names], "frame_indices": list(r.frame_indices),
+            "has_frames": has_frames}
+
+
+def annotation_entries(r: VideoRecord, vid: int, cat_ids: dict[str, int], first_id: int) -> list[dict[str, Any]]:
+    """instances.json annotations of one video, ids from ``first_id``, in object id order."""
+    out = []
+    for k, o in enumerate(sorted(r.objects, key=lambda o: o.object_id)):
+        segs: list[dict[str, Any] | None] = [None] * r.length
+        boxes: list[list[int] | None] = [None] * r.length
+        areas: list[int | None] = [None] * r.length
+        for pos, e in sorted(o.frames.items()):
+            segs[pos] = {"size": [r.height, r.width], "counts": e.counts}
+            boxes[pos] = list(e.box)
+            areas[pos] = e.area
+        out.append({"id": first_id + k, "video_id": vid, "category_id": cat_ids[normalise_class(o.category)],
+                    "object_id": o.object_id, "track_id": o.track_id, "iscrowd": 0, "height": r.height,
+                    "width": r.width, "segmentations": segs, "bboxes": boxes, "areas": areas, "score": o.score})
+    return out
+
+
+def instances_head(videos: list[dict[str, Any]], cat_ids: dict[str, int]) -> dict[str, Any]:
+    """instances.json without its annotations."""
+    return {"info": {"description": "gsam2-video dataset", "generator": f"gsam2-video {_package_version()}"},
+            "licenses": [], "videos": videos,
+            "categories": [{"id": i, "name": n, "supercategory": "object"} for n, i in cat_ids.items()]}
 
 
 def build_instances(records: Iterable[VideoRecord], with_frames: set[str]) -> dict[str, Any]:
-    """YouTube-VIS ``instances.json`` for the whole set.
+    """YouTube-VIS ``instances.json`` for the whole set, in memory (what ``write_set_files`` streams).
 
     Categories are every object's category name (normalised) across all videos, sorted, ids 1..C; videos are
     sorted by name, ids 1..V; annotations follow video then object id. ``file_names`` point into
-    JPEGImages (``<video>/<frame>.jpg``; ``has_frames`` says whether they were saved); ``frame_indices`` give the
-    source frame of each entry and ``object_id`` the pixel value in that video's PNGs.
+    JPEGImages (``<video>/<frame>.jpg``; ``has_frames`` says whether they were saved); ``frame_indices`` give
+    the source frame of each entry and ``object_id`` the pixel value in that video's PNGs.
     """
     records = sorted(records, key=lambda r: r.name)
-    names = sorted({normalise_class(o.category) for r in records for o in r.objects})
-    cat_ids = {n: i for i, n in enumerate(names, 1)}
+    cat_ids = {n: i for i, n in enumerate(sorted({normalise_class(o.category) for r in records
+                                                   for o in r.objects}), 1)}
     videos, annotations = [], []
     for vid, r in enumerate(records, 1):
-        videos.append({"id": vid, "name": r.name, "width": r.width, "height": r.height, "length": r.length,
-                       "file_names": [f"{r.name}/{n}.jpg" for n in r.frame_names],
-                       "frame_indices": list(r.frame_indices),
-                       "has_frames": r.name in with_frames})
-        for o in r.objects:
-            segs: list[dict[str, Any] | None] = [None] * r.length
-            boxes: list[list[int] | None] = [None] * r.length
-            areas: list[int | None] = [None] * r.length
-            for pos, e in sorted(o.frames.items()):
-                segs[pos] = {"size": [r.height, r.width], "counts": e.counts}
-                boxes[pos] = list(e.box)
-                areas[pos] = e.area
-            annotations.append({"id": len(annotations) + 1, "video_id": vid,
-                                "category_id": cat_ids[normalise_class(o.category)], "object_id": o.object_id,
-                                "track_id": o.track_id, "iscrowd": 0, "height": r.height, "width": r.width,
-                                "segmentations": segs, "bboxes": boxes, "areas": areas,
-                                "score": o.score})
-    return {"info": {"description": "gsam2-video dataset", "generator": f"gsam2-video {_package_version()}"},
-            "licenses": [], "videos": videos,
-            "categories": [{"id": i, "name": n, "supercategory": "object"} for n, i in cat_ids.items()],
-            "annotations": annotations}
+        videos.append(video_entry(r, vid, r.name in with_frames))
+        annotations += annotation_entries(r, vid, cat_ids, len(annotations) + 1)
+    return {**instances_head(videos, cat_ids), "annotations": annotations}
