@@ -26,7 +26,7 @@ class PendingFrame:
     image: np.ndarray | None
     features: Any  # the propagator's FrameFeatures, kept for backwards passes
     labels: torch.Tensor  # H x W int32 track id per pixel (0 = background), CPU
-    scores: dict[int, float] = field(default_factory=dict)  # per-track score snapshot at commit
+    scores: dict[int, tuple[int, float]] = field(default_factory=dict)  # track -> (class id, score) at commit
     is_keyframe: bool = False
 
 
@@ -57,7 +57,7 @@ class BackfillBuffer:
         frames = list(reversed(self._frames))
         return frames[exclude_newest:]
 
-    def paint(self, frame: PendingFrame, track_id: int, mask: torch.Tensor, score: float) -> int:
+    def paint(self, frame: PendingFrame, track_id: int, mask: torch.Tensor, meta: tuple[int, float]) -> int:
         """Give ``track_id`` the pixels of ``mask`` that no other track holds; returns pixels gained.
 
         Tracks that already own a pixel keep it: they were followed through this frame with more evidence
@@ -67,5 +67,5 @@ class BackfillBuffer:
         gained = int(free.sum())
         if gained:
             frame.labels[free] = track_id
-            frame.scores[track_id] = score
+            frame.scores[track_id] = meta
         return gained

@@ -1,0 +1,168 @@
+"""``gsam2-video track``: one source in, annotated video / masks / tracks out.
+
+Cheap checks (prompt, outputs, source) run before the models load so a typo costs milliseconds, not a
+model load. Outputs go through one async writer; a Ctrl-C closes them properly (complete files for the
+frames done) and run.json records the interruption.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from ..errors import ConfigError
+from ..sinks import SINK_KINDS, AsyncWriter, make_sinks, prepare_output_dir, write_run_json
+
+log = logging.getLogger("gsam2_video")
+
+
+def parse_save(text: str) -> list[str]:
+    """``--save`` value -> sink kinds; 'none' -> []."""
+    kinds = [k.strip().lower() for k in text.split(",") if k.strip()]
+    if kinds == ["none"]:
+        return []
+    unknown = [k for k in kinds if k not in SINK_KINDS]
+    if unknown or not kinds:
+        raise ConfigError(f"--save: unknown output {', '.join(unknown) or repr(text)}; "
+                          f"choose from {', '.join(SINK_KINDS)} or none")
+    return list(dict.fromkeys(kinds))
+
+
+def default_out_dir(source_name: str, root: Path = Path("runs/track")) -> Path:
+    """runs/track/<name>, then <name>2, <name>3, ... so earlier runs are never overwritten."""
+    base = root / (source_name or "source")
+    if not base.exists():
+        return base
+    n = 2
+    while (root / f"{base.name}{n}").exists():
+        n += 1
+    return root / f"{base.name}{n}"
+
+
+def run_track(args: argparse.Namespace) -> int:
+    from ..cli import tracker_config
+    from ..pipeline import Tracker
+    from ..prompts import parse_prompt
+    from ..sources import open_source
+
+    kinds = parse_save(args.save)
+    prompt = parse_prompt(args.prompt)
+    config = tracker_config(args)
+    display = _Display() if args.show else None
+    source = open_source(args.source, decoder=args.decoder, start=args.start, stride=args.stride,
+                         max_frames=args.max_frames)
+    try:
+        info = source.info
+        out_dir = prepare_output_dir(args.out if args.out is not None else default_out_dir(info.name))
+        t_load = time.perf_counter()
+        tracker = Tracker.from_pretrained(detector=args.detector, sam2=args.sam2, device=args.device,
+                                          dtype=args.dtype, config=config)
+        load_seconds = time.perf_counter() - t_load
+        run = tracker.track(source, prompt, keep_images=("video" in kinds or display is not None))
+    except BaseException:
+        source.close()
+        if display is not None:
+            display.close()
+        raise
+    sinks = make_sinks(kinds, out_dir)
+    writer = AsyncWriter(sinks)
+    interrupted = False
+    t0 = time.perf_counter()
+    max_live = 0
+    ids_seen: set[int] = set()
+    progress = _progress(info, disabled=args.no_progress)
+    writer.open(info, run.categories)
+    try:
+        with run:
+            for result in run:
+                writer.write(result)
+                ids_seen.update(int(t) for t in result.track_ids)
+                max_live = max(max_live, len(result))
+                if progress is not None:
+                    progress.set_postfix(objects=len(result), tracks=len(ids_seen), refresh=False)
+                    progress.update(1)
+                if display is not None and not display.show(result):
+                    break
+    except KeyboardInterrupt:
+        interrupted = True
+        log.warning("interrupted: closing outputs for the %d frames done", run.stats.frames_emitted)
+    except BaseException:
+        writer.abort()
+        raise
+    finally:
+        if progress is not None:
+            progress.close()
+        if display is not None:
+            display.close()
+    writer.close()
+    wall = time.perf_counter() - t0
+    stats = run.stats.to_json()
+    src_stats = getattr(source, "stats", {}) or {}
+    report: dict[str, Any] = {
+        "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]) if sys.argv else "gsam2-video track",
+        "source": {**info.to_json(), "decoder": args.decoder, "start": args.start, "stride": args.stride,
+                   "max_frames": args.max_frames},
+        "prompt": list(prompt.classes),
+        "settings": config.to_json(),
+        "mode": "live" if run.live else "offline",
+        "outputs": [p for s in sinks for p in s.outputs],
+        "frames": {"read": stats["frames_read"], "written": stats["frames_emitted"],
+                   "dropped": int(src_stats.get("frames_dropped", 0))},
+        "tracks": {"total": len(ids_seen), "max_simultaneous": max_live},
+        "stats": stats,
+        "source_stats": dict(src_stats),
+        "writer": {"frames_written": writer.frames_written, "blocked_seconds": round(writer.blocked_seconds, 3),
+                   "sink_seconds": {k: round(v, 3) for k, v in writer.sink_seconds.items()}},
+        "seconds": {"model_load": round(load_seconds, 3), "wall": round(wall, 3),
+                    "fps": round(stats["frames_emitted"] / wall, 3) if wall > 0 else None},
+        "interrupted": interrupted,
+    }
+    write_run_json(out_dir / "run.json", report)
+    if stats["frames_read"] and not ids_seen:
+        log.warning("no objects matching %r were found in %d frames; outputs are empty",
+                    prompt.text(), stats["frames_read"])
+    print(f"gsam2-video: {stats['frames_emitted']} frames, {len(ids_seen)} tracks -> {out_dir}",
+          file=sys.stderr)
+    return 130 if interrupted else 0
+
+
+def _progress(info: Any, disabled: bool) -> Any:
+    if disabled:
+        return None
+    from tqdm import tqdm
+
+    return tqdm(total=info.frame_count, unit="frame", desc=info.name, dynamic_ncols=True, leave=True,
+                disable=None)
+
+
+class _Display:
+    """An OpenCV window with the annotated frames; 'q' or closing the window stops the run."""
+
+    def __init__(self) -> None:
+        import cv2
+
+        try:
+            cv2.namedWindow("gsam2-video", cv2.WINDOW_NORMAL)
+        except cv2.error:
+            raise ConfigError("--show needs a display and an OpenCV build with GUI support "
+                              "(pip install opencv-python); run without --show") from None
+        self._cv2 = cv2
+
+    def show(self, result: Any) -> bool:
+        from ..drawing import annotate
+
+        if result.image is None:
+            return True
+        frame = annotate(result.image, result)
+        self._cv2.imshow("gsam2-video", frame[:, :, ::-1])
+        return (self._cv2.waitKey(1) & 0xFF) != ord("q")
+
+    def close(self) -> None:
+        try:
+            self._cv2.destroyAllWindows()
+        except self._cv2.error:
+            pass

@@ -1,0 +1,295 @@
+"""The Tracker: one pass over a source, one FrameResult per decoded frame, one ID per object.
+
+Per frame: the propagator encodes the frame once and carries every live track forward; on keyframes the
+detector runs, its boxes become masks on the same features, the associator matches them to live tracks,
+and new / drifted / lost tracks are added, refreshed or removed before the frame's memories are written.
+Offline runs (files) hold results for up to ``detect_every`` frames so new tracks are back-filled to where
+they really appeared; live runs (cameras, streams) emit every frame as soon as it is done.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import defaultdict
+from collections.abc import Iterator
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from .compose import masks_to_boxes, non_overlapping_masks
+from .config import DEFAULT_DETECTOR, DEFAULT_SAM2, TrackerConfig
+from .errors import ConfigError
+from .prompts import Prompt, parse_prompt
+from .tracking.association import associate
+from .tracking.backfill import BackfillBuffer, PendingFrame
+from .tracking.keyframes import KeyframePolicy
+from .tracking.lifecycle import TrackRegistry
+from .types import FrameResult, VideoInfo
+
+log = logging.getLogger("gsam2_video")
+
+
+@dataclass
+class RunStats:
+    """Counters and per-stage wall time of one run (written to run.json by the CLI)."""
+
+    frames_read: int = 0
+    frames_emitted: int = 0
+    keyframes: int = 0
+    keyframe_reasons: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    detections: int = 0
+    tracks_created: int = 0
+    tracks_removed: int = 0
+    backfilled_frames: int = 0
+    stage_seconds: dict[str, float] = field(default_factory=lambda: defaultdict(float))
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "frames_read": self.frames_read,
+            "frames_emitted": self.frames_emitted,
+            "keyframes": self.keyframes,
+            "keyframe_reasons": dict(self.keyframe_reasons),
+            "detections": self.detections,
+            "tracks_created": self.tracks_created,
+            "tracks_removed": self.tracks_removed,
+            "backfilled_frames": self.backfilled_frames,
+            "stage_seconds": {k: round(v, 4) for k, v in self.stage_seconds.items()},
+        }
+
+
+class _Timer:
+    def __init__(self, stats: RunStats, stage: str) -> None:
+        self.stats, self.stage = stats, stage
+
+    def __enter__(self) -> None:
+        self.t0 = time.perf_counter()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stats.stage_seconds[self.stage] += time.perf_counter() - self.t0
+
+
+class TrackingRun:
+    """An iterable over one source's FrameResults, with the source info and run statistics at hand.
+
+    Iterate it (or use it as a context manager) to drive the run; ``close()`` stops decoding early.
+    """
+
+    def __init__(self, tracker: "Tracker", source: Any, prompt: Prompt, config: TrackerConfig,
+                 keep_images: bool) -> None:
+        self.tracker = tracker
+        self.source = source
+        self.prompt = prompt
+        self.config = config
+        self.keep_images = keep_images
+        self.info: VideoInfo = source.info
+        self.live = config.mode == "live" or (config.mode == "auto" and self.info.is_live)
+        self.stats = RunStats()
+        self._gen: Iterator[FrameResult] | None = None
+
+    @property
+    def categories(self) -> list[str]:
+        return list(self.prompt.classes)
+
+    def __iter__(self) -> Iterator[FrameResult]:
+        if self._gen is None:
+            self._gen = self._run()
+        return self._gen
+
+    def __enter__(self) -> "TrackingRun":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self._gen is not None:
+            self._gen.close()
+        self.source.close()
+
+    # -- the loop -------------------------------------------------------------------------------------
+    def _run(self) -> Iterator[FrameResult]:
+        cfg = self.config
+        det, prop = self.tracker.detector, self.tracker.propagator
+        policy = KeyframePolicy(cfg.keyframes)
+        registry = TrackRegistry(cfg.association)
+        buffer = BackfillBuffer(0 if self.live else cfg.keyframes.detect_every)
+        stats = self.stats
+        session_size: tuple[int, int] | None = None
+        with self.source:
+            frames = iter(self.source)
+            while True:
+                with _Timer(stats, "decode_wait"):
+                    frame = next(frames, None)
+                if frame is None:
+                    break
+                stats.frames_read += 1
+                if session_size is None:
+                    session_size = (frame.height, frame.width)
+                    prop.reset(frame.height, frame.width, num_frames=self.info.frame_count)
+                with _Timer(stats, "encode"):
+                    feats = prop.encode(frame.image, frame.index)
+                with _Timer(stats, "propagate"):
+                    tracked = prop.propagate(feats)
+                scores = {int(i): float(s) for i, s in zip(tracked.obj_ids, tracked.object_scores.tolist())}
+                is_key, reason = policy.is_keyframe(frame.image, scores)
+                born: list[tuple[int, torch.Tensor]] = []
+                if is_key:
+                    stats.keyframes += 1
+                    stats.keyframe_reasons[reason] += 1
+                    born = self._keyframe(frame.image, feats, tracked, scores, registry)
+                with _Timer(stats, "commit"):
+                    out = prop.commit(feats)
+                    masks = non_overlapping_masks(out.logits.float(), prop.config.mask_threshold).cpu()
+                    labels = torch.zeros(masks.shape[1:], dtype=torch.int32)
+                    for tid, m in zip(out.obj_ids, masks):
+                        labels[m] = int(tid)
+                    registry.observe(frame.index, dict(zip(out.obj_ids, masks_to_boxes(masks).numpy())))
+                pending = PendingFrame(frame.index, frame.timestamp, frame.image if self.keep_images else None,
+                                       feats if buffer.lag else None, labels,
+                                       {int(t): _snapshot(registry, int(t)) for t in out.obj_ids}, is_key)
+                if born and buffer.lag:
+                    with _Timer(stats, "backfill"):
+                        self._backfill(born, feats, buffer, registry)
+                for ready in buffer.push(pending):
+                    yield self._emit(ready, registry)
+            for ready in buffer.drain():
+                yield self._emit(ready, registry)
+
+    def _keyframe(self, image: np.ndarray, feats: Any, tracked: Any, scores: dict[int, float],
+                  registry: TrackRegistry) -> list[tuple[int, torch.Tensor]]:
+        """Detect, associate and apply the lifecycle update; returns (track id, mask) of tracks born here."""
+        det, prop, stats = self.tracker.detector, self.tracker.propagator, self.stats
+        with _Timer(stats, "detect"):
+            dets = det.detect(image, self.prompt)
+        stats.detections += len(dets)
+        det_masks = torch.zeros((0, *image.shape[:2]), dtype=torch.bool)
+        if len(dets):
+            with _Timer(stats, "segment_boxes"):
+                boxed = prop.segment_boxes(feats, dets.boxes)
+                dets = dets.select(np.asarray(boxed.keep))
+                det_masks = (boxed.logits > prop.config.mask_threshold).cpu()
+        with _Timer(stats, "associate"):
+            track_ids = [int(t) for t in tracked.obj_ids]
+            track_masks = (tracked.logits > prop.config.mask_threshold).cpu()
+            result = associate(
+                track_ids, track_masks, masks_to_boxes(track_masks).numpy(),
+                np.array([registry.tracks[t].class_id for t in track_ids], dtype=np.int64),
+                det_masks, masks_to_boxes(det_masks).numpy(), dets.class_ids, self.config.association,
+                det_scores=dets.scores, lost_boxes=registry.lost_boxes(track_ids))
+            visible = {t: scores.get(t, -1.0) > 0 for t in track_ids}
+            update = registry.on_keyframe(result, dets.scores, dets.class_ids, dets.labels, visible,
+                                          tracked.frame_idx)
+        born = []
+        with _Timer(stats, "prompt"):
+            for tid in update.removed:
+                prop.remove(tid)
+            for tid, di in update.refresh:
+                prop.refresh(tid, feats, det_masks[di])
+            for tid, di in update.created:
+                prop.add_object(tid, feats, mask=det_masks[di])
+                born.append((tid, det_masks[di]))
+        stats.tracks_created += len(update.created)
+        stats.tracks_removed += len(update.removed)
+        return born
+
+    def _backfill(self, born: list[tuple[int, torch.Tensor]], feats: Any, buffer: BackfillBuffer,
+                  registry: TrackRegistry) -> None:
+        prop = self.tracker.propagator
+        past = buffer.newest_first()
+        if not past:
+            return
+        for tid, mask in born:
+            logits = prop.backfill(tid, feats, mask, [p.features for p in past])
+            for frame, lg in zip(past, logits):
+                got = non_overlapping_masks(lg.float().unsqueeze(0), prop.config.mask_threshold)[0].cpu()
+                if not got.any():
+                    break  # the object was not there yet; earlier frames cannot gain it either
+                if buffer.paint(frame, tid, got, _snapshot(registry, tid)):
+                    self.stats.backfilled_frames += 1
+
+    def _emit(self, p: PendingFrame, registry: TrackRegistry) -> FrameResult:
+        with _Timer(self.stats, "emit"):
+            ids = torch.unique(p.labels)
+            ids = ids[ids > 0]
+            masks = p.labels.unsqueeze(0) == ids.view(-1, 1, 1)
+            boxes = masks_to_boxes(masks).numpy()
+            id_list = [int(i) for i in ids]
+            # live tracks report their current (voted) class; retired ones what they had at commit
+            meta = [_snapshot(registry, t) if t in registry else p.scores[t] for t in id_list]
+            class_ids = [m[0] for m in meta]
+            result = FrameResult(
+                frame_index=p.index, timestamp=p.timestamp, height=int(p.labels.shape[0]),
+                width=int(p.labels.shape[1]), track_ids=np.array(id_list, np.int64), masks=masks.numpy(),
+                boxes=boxes, scores=np.array([m[1] for m in meta], np.float32),
+                class_ids=np.array(class_ids, np.int64),
+                class_names=[self.prompt.classes[c] for c in class_ids], image=p.image,
+                is_keyframe=p.is_keyframe)
+        self.stats.frames_emitted += 1
+        return result
+
+
+def _snapshot(registry: TrackRegistry, track_id: int) -> tuple[int, float]:
+    """(class id, score) of a live track: its majority-vote class and mean matched detection score."""
+    track = registry.tracks[track_id]
+    return track.class_id, float(track.score)
+
+
+class Tracker:
+    """Grounding DINO + SAM 2 tracker. Build once (models load once), then ``track`` any number of sources."""
+
+    def __init__(self, detector: Any, propagator: Any, config: TrackerConfig | None = None) -> None:
+        self.detector = detector
+        self.propagator = propagator
+        self.config = config or TrackerConfig()
+        self.config.validate()
+
+    @classmethod
+    def from_pretrained(cls, detector: str | Path = DEFAULT_DETECTOR, sam2: str | Path = DEFAULT_SAM2,
+                        device: str = "auto", dtype: str = "fp32",
+                        config: TrackerConfig | None = None) -> "Tracker":
+        """Load both models by hub id, save_pretrained directory, cached id or Meta .pt checkpoint (SAM 2)."""
+        from .models.detector import Detector
+        from .models.propagator import Sam2Propagator
+
+        config = replace(config) if config is not None else TrackerConfig()
+        config.detector.model, config.propagator.model = str(detector), str(sam2)
+        config.device, config.dtype = device, dtype  # type: ignore[assignment]
+        config.validate()
+        det = Detector.from_pretrained(str(detector), config.detector, device=device, dtype=dtype)
+        prop = Sam2Propagator.from_pretrained(str(sam2), config.propagator, device=device, dtype=dtype)
+        return cls(det, prop, config)
+
+    def track(self, source: Any, prompt: str | Prompt, *, mode: str | None = None, keep_images: bool = False,
+              decoder: str = "av", start: int = 0, stride: int = 1, max_frames: int | None = None,
+              **overrides: Any) -> TrackingRun:
+        """Track the objects ``prompt`` names through ``source`` (a path, glob, camera index, URL or an
+        opened FrameSource). ``overrides`` set fields of the keyframe and association configs by name
+        (e.g. ``detect_every=5``, ``iou_threshold=0.4``, ``max_objects=20``).
+        """
+        from .sources import open_source
+
+        prompt = prompt if isinstance(prompt, Prompt) else parse_prompt(prompt)
+        config = _with_overrides(self.config, mode, overrides)
+        if not hasattr(source, "info") or not hasattr(source, "__iter__"):
+            source = open_source(source, decoder=decoder, start=start, stride=stride, max_frames=max_frames)
+        return TrackingRun(self, source, prompt, config, keep_images)
+
+
+def _with_overrides(base: TrackerConfig, mode: str | None, overrides: dict[str, Any]) -> TrackerConfig:
+    """A copy of ``base`` with per-run overrides applied to whichever stage config owns each field."""
+    config = replace(base, keyframes=replace(base.keyframes), association=replace(base.association))
+    if mode is not None:
+        config.mode = mode  # type: ignore[assignment]
+    for key, value in overrides.items():
+        for part in (config.keyframes, config.association):
+            if hasattr(part, key):
+                setattr(part, key, value)
+                break
+        else:
+            raise ConfigError(f"unknown tracking option {key!r}")
+    config.validate()
+    return config

@@ -1,0 +1,165 @@
+"""End-to-end `gsam2-video track` runs with tiny random models loaded from disk like real ones.
+
+Random weights make the detections arbitrary, so these tests assert the invariants every run must keep
+(one result per frame, IDs from 1 never reused, masks non-overlapping, every output readable by the
+field's tools and consistent with the others), not particular objects.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+from PIL import Image
+from pycocotools import mask as mask_utils
+
+from models_fixture import tiny_models  # noqa: F401  (fixture)
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
+    full_env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", **(env or {})}
+    return subprocess.run([sys.executable, "-m", "gsam2_video", *args], capture_output=True, text=True,
+                          env=full_env, timeout=timeout, cwd=REPO)
+
+
+def model_args(models: dict[str, Path]) -> list[str]:
+    # a low box threshold makes the random detector fire, so tracks are born, matched and retired
+    return ["--detector", str(models["detector"]), "--sam2", str(models["sam2"]), "--device", "cpu",
+            "--box-threshold", "0.05", "--text-threshold", "0.05", "--max-objects", "6", "--detect-every", "4"]
+
+
+def read_masks(folder: Path) -> dict[int, np.ndarray]:
+    out = {}
+    for png in sorted(folder.glob("*.png")):
+        img = Image.open(png)
+        out[int(png.stem)] = np.array(img)
+    return out
+
+
+@pytest.fixture(scope="module")
+def bikes_run(tmp_path_factory: pytest.TempPathFactory, tiny_models: dict[str, Path], videos_dir: Path):
+    out = tmp_path_factory.mktemp("bikes_run")
+    proc = run_cli("track", str(videos_dir / "bikes.mp4"), "--prompt", "person. bicycle. car.", "--out", str(out),
+                   "--save", "video,masks,json,mots,mot", "--max-frames", "24", "--no-progress",
+                   *model_args(tiny_models))
+    assert proc.returncode == 0, proc.stderr
+    return out, proc
+
+
+def test_every_output_written_and_one_result_per_frame(bikes_run) -> None:
+    out, _ = bikes_run
+    for name in ("video.mp4", "masks", "tracks.json", "mots.txt", "mot.txt", "run.json"):
+        assert (out / name).exists(), name
+    masks = read_masks(out / "masks")
+    assert sorted(masks) == list(range(24))
+    run = json.loads((out / "run.json").read_text())
+    assert run["frames"]["read"] == run["frames"]["written"] == 24
+    assert run["mode"] == "offline"
+    assert run["interrupted"] is False
+    with av.open(str(out / "video.mp4")) as container:
+        frames = sum(1 for _ in container.decode(video=0))
+    assert frames == 24
+
+
+def test_ids_from_one_never_reused_and_masks_consistent(bikes_run) -> None:
+    out, _ = bikes_run
+    masks = read_masks(out / "masks")
+    doc = json.loads((out / "tracks.json").read_text())
+    ann = {a["track_id"] if "track_id" in a else a["id"]: a for a in doc["annotations"]}
+    ids = sorted(ann)
+    assert ids, "the random detector at threshold 0.05 must create tracks"
+    assert ids[0] >= 1
+    run = json.loads((out / "run.json").read_text())
+    # IDs are handed out 1, 2, 3, ...; a retired id never comes back, so every id seen is <= tracks created
+    assert max(ids) <= run["stats"]["tracks_created"]
+    # each track's frames form what the PNGs say, pixel for pixel (PNG and RLE agree; masks cannot overlap
+    # in a label image, and the RLEs must not overlap either)
+    for f, label in masks.items():
+        union = np.zeros(label.shape, dtype=np.int32)
+        for tid, a in ann.items():
+            seg = a["segmentations"][f]
+            if seg is None:
+                assert not (label == tid).any()
+                continue
+            m = mask_utils.decode(seg).astype(bool)
+            assert np.array_equal(m, label == tid), (f, tid)
+            union += m
+        assert union.max() <= 1
+
+
+def test_mot_and_mots_agree_with_masks(bikes_run) -> None:
+    out, _ = bikes_run
+    masks = read_masks(out / "masks")
+    mot = np.loadtxt(out / "mot.txt", delimiter=",", ndmin=2)
+    expected = sum(len(np.setdiff1d(np.unique(m), [0])) for m in masks.values())
+    assert len(mot) == expected
+    assert mot[:, 0].min() >= 1 and mot[:, 0].max() <= 24  # 1-based frames
+    lines = (out / "mots.txt").read_text().splitlines()
+    assert len(lines) == expected
+
+
+def test_offline_cache_default_ids(tmp_path: Path, tiny_models: dict[str, Path], videos_dir: Path) -> None:
+    """The exact default command path: hub ids resolved from an offline HF cache filled with random models."""
+    from gsam2_video.config import DEFAULT_DETECTOR, DEFAULT_SAM2
+    from gsam2_video.models.random_detector import write_offline_hub_cache
+
+    hf_home = tmp_path / "hf"
+    write_offline_hub_cache(hf_home, DEFAULT_DETECTOR, tiny_models["detector"])
+    write_offline_hub_cache(hf_home, DEFAULT_SAM2, tiny_models["sam2"])
+    out = tmp_path / "out"
+    proc = run_cli("track", str(videos_dir / "carphone_pristine.mp4"), "--prompt", "person.", "--out", str(out),
+                   "--max-frames", "6", "--no-progress", "--device", "cpu", "--save", "masks,json",
+                   env={"HF_HOME": str(hf_home)})
+    assert proc.returncode == 0, proc.stderr
+    assert len(list((out / "masks").glob("*.png"))) == 6
+    run = json.loads((out / "run.json").read_text())
+    assert run["settings"]["detector"]["model"] == DEFAULT_DETECTOR
+    assert run["settings"]["propagator"]["model"] == DEFAULT_SAM2
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--prompt", " . , "], "prompt"),
+    (["--prompt", "person.", "--detect-every", "0"], "--detect-every"),
+    (["--prompt", "person.", "--box-threshold", "1.5"], "--box-threshold"),
+    (["--prompt", "person.", "--save", "video,gif"], "gif"),
+])
+def test_bad_options_fail_with_one_line(args: list[str], message: str, videos_dir: Path, tmp_path: Path) -> None:
+    proc = run_cli("track", str(videos_dir / "tree.avi"), "--out", str(tmp_path / "o"), *args)
+    assert proc.returncode != 0
+    assert "Traceback" not in proc.stderr
+    assert message in proc.stderr
+    assert not (tmp_path / "o" / "run.json").exists()
+
+
+def test_missing_source_and_unwritable_out(tmp_path: Path, videos_dir: Path) -> None:
+    proc = run_cli("track", str(tmp_path / "nope.mp4"), "--prompt", "person.")
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr
+    assert "nope.mp4" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    proc = run_cli("track", str(videos_dir / "tree.avi"), "--prompt", "person.", "--out", str(blocker))
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr
+    assert "is a file" in proc.stderr
+
+
+def test_missing_weights_offline_is_one_line(tmp_path: Path, videos_dir: Path) -> None:
+    proc = run_cli("track", str(videos_dir / "tree.avi"), "--prompt", "tree.", "--out", str(tmp_path / "o"),
+                   "--device", "cpu", env={"HF_HOME": str(tmp_path / "empty_hf")})
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr
+    assert "grounding-dino-tiny" in proc.stderr
+    assert not (tmp_path / "o" / "run.json").exists()
+
+
+def test_help_documents_both_commands() -> None:
+    for cmd in ("track", "dataset"):
+        proc = run_cli(cmd, "--help")
+        assert proc.returncode == 0
+        assert "--detector" in proc.stdout and "--sam2" in proc.stdout
