@@ -122,7 +122,7 @@ def make_videos(folder: Path) -> None:
 
 def run(folder: Path, out: Path, tracker: ScriptedTracker | None = None, prompt: str = "person. car. dog.",
         save_frames: bool = False, filters: Filters | None = None, inputs: list[str] | None = None,
-        allow_partial: bool = False):
+        allow_partial: bool = False, progress: bool = False):
     tracker = tracker or ScriptedTracker()
     made: list[int] = []
 
@@ -131,7 +131,7 @@ def run(folder: Path, out: Path, tracker: ScriptedTracker | None = None, prompt:
         return tracker
 
     jobs = collect_jobs(inputs or [str(folder)], JobDefaults(prompt=prompt, filters=filters or Filters()))
-    runner = DatasetRunner(make, DatasetLayout(out), RunnerOptions(save_frames=save_frames, progress=False,
+    runner = DatasetRunner(make, DatasetLayout(out), RunnerOptions(save_frames=save_frames, progress=progress,
                                                                    allow_partial=allow_partial),
                            {"detector": "scripted", "detector_size": (800, 1333)})  # a tuple, as in asdict()
     return runner.run(jobs), tracker, made
@@ -337,6 +337,17 @@ def test_changed_settings_redo_and_finished_runs_load_no_model(tmp_path: Path) -
     assert summary.done == 2 and tracker.calls == ["alpha", "beta"]
     summary, tracker, _ = run(folder, out, prompt="person. car. dog. cat.", save_frames=True)
     assert summary.done == 2 and (out / "JPEGImages" / "alpha").is_dir()
+
+
+def test_progress_over_videos_and_frames(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    make_videos(tmp_path / "in")
+    summary, _, _ = run(tmp_path / "in", tmp_path / "out", progress=True)
+    err = capsys.readouterr().err
+    assert "videos: 100%" in err and "2/2" in err
+    # one frame bar per video, sized by the source's frame count (cleared when the video ends)
+    assert "alpha:   0%|          | 0/6" in err and "beta:   0%|          | 0/4" in err and "frame/s" in err
+    assert summary.line() == "2 done, 0 skipped, 0 failed of 2 videos; 10 frames, 4 objects; " \
+        f"{summary.seconds:.1f} s"
 
 
 def test_set_files_of_an_empty_set_are_valid(tmp_path: Path) -> None:
