@@ -25,6 +25,8 @@ HYDRA_CONFIGS = {
     "small": "configs/sam2.1/sam2.1_hiera_s.yaml",
     "base-plus": "configs/sam2.1/sam2.1_hiera_b+.yaml",
     "large": "configs/sam2.1/sam2.1_hiera_l.yaml",
+    "sam2.0-tiny": "sam2_hiera_t.yaml",
+    "sam2.0-large": "sam2_hiera_l.yaml",
 }
 
 
@@ -239,6 +241,18 @@ def compare_runs(ref: MetaRun, ours: MetaRun, threshold: float = 0.0) -> dict[in
                 s["first_diff_frame"] = t
             s["max_logit_diff"] = max(s["max_logit_diff"], diff)
     return stats
+
+
+def assert_informative(run: MetaRun, low: float = 0.005, high: float = 0.995) -> None:
+    """Every object's mask on every frame covers between ``low`` and ``high`` of the frame.
+
+    With random weights SAM 2's object-score head can call an object absent, and then both sides output
+    the constant -1024 everywhere: equal, and meaningless. Parity figures count only on informative runs.
+    """
+    for t, logits in sorted(run.video_res.items()):
+        frac = (logits > 0).float().mean(dim=(1, 2, 3))
+        if not bool(((frac > low) & (frac < high)).all()):
+            raise AssertionError(f"frame {t}: degenerate reference masks, foreground fractions {frac.tolist()}")
 
 
 def mask_iou(a: torch.Tensor, b: torch.Tensor) -> float:

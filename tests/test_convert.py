@@ -17,6 +17,7 @@ pytest.importorskip("sam2", reason="Meta's sam2==1.1.0 is the reference (pip ins
 from sam2_reference import (
     HYDRA_CONFIGS,
     Prompt,
+    assert_informative,
     build_meta_predictor,
     compare_runs,
     meta_overrides,
@@ -32,12 +33,13 @@ from gsam2_video.errors import ModelError
 from gsam2_video.models.convert import (
     config_from_meta_state_dict,
     convert_meta_state_dict,
+    is_meta_checkpoint,
     load_meta_checkpoint,
     model_from_meta_state_dict,
     official_size,
 )
 
-ALL_CONFIGS = {**HYDRA_CONFIGS, "sam2.0-tiny": "sam2_hiera_t.yaml", "sam2.0-large": "sam2_hiera_l.yaml"}
+ALL_CONFIGS = HYDRA_CONFIGS
 
 
 @pytest.fixture(autouse=True)
@@ -155,6 +157,7 @@ def test_load_meta_checkpoint_file_round_trip(tiny128, tmp_path: Path) -> None:
     given = load_meta_checkpoint(path, config_from_meta_state_dict(meta_state, image_size=128))
     a, b = model.state_dict(), given.state_dict()
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert is_meta_checkpoint(path) and not is_meta_checkpoint(tmp_path) and not is_meta_checkpoint("a/b.pt")
     # a bare state dict (no {"model": ...} wrapper) loads too
     torch.save(meta_state, tmp_path / "bare.pt")
     assert load_meta_checkpoint(tmp_path / "bare.pt", image_size=128).config.image_size == 128
@@ -168,6 +171,7 @@ def test_meta_predictor_equals_transformers_video_api(tiny128, videos_dir: Path,
     h, w = frames[0].shape[:2]
     prompts = [Prompt(0, 1, box=(0.2 * w, 0.2 * h, 0.6 * w, 0.9 * h))]
     ref = run_meta(predictor, tmp_path / "f", prompts, 10)
+    assert_informative(ref)
     images, vh, vw = meta_preprocessed(tmp_path / "f", 128)
     got = run_transformers_video(model, images, vh, vw, prompts, 10)
     stats = compare_runs(ref, got)
@@ -175,6 +179,22 @@ def test_meta_predictor_equals_transformers_video_api(tiny128, videos_dir: Path,
     assert stats[1]["min_iou"] >= 0.999, stats
     for t in ref.object_scores:
         assert torch.allclose(ref.object_scores[t], got.object_scores[t], atol=1e-5)
+
+
+def test_sam2_0_checkpoint_matches_meta(videos_dir: Path, tmp_path: Path) -> None:
+    """SAM 2.0 (no occlusion embedding, no pointer temporal encoding) converts and tracks like Meta's."""
+    predictor = build_meta_predictor("sam2.0-tiny", 128, seed=3, weight_noise=0.1)
+    model = model_from_meta_state_dict(predictor.state_dict(), image_size=128)
+    assert not model.config.enable_occlusion_spatial_embedding
+    assert not model.config.enable_temporal_pos_encoding_for_object_pointers
+    frames = write_jpeg_folder(read_frames(videos_dir / "tree.avi", 12), tmp_path / "f")
+    h, w = frames[0].shape[:2]
+    prompts = [Prompt(0, 1, box=(0.2 * w, 0.2 * h, 0.6 * w, 0.9 * h))]
+    ref = run_meta(predictor, tmp_path / "f", prompts, 12)
+    assert_informative(ref)
+    images, vh, vw = meta_preprocessed(tmp_path / "f", 128)
+    stats = compare_runs(ref, run_transformers_video(model, images, vh, vw, prompts, 12))
+    assert stats[1]["max_logit_diff"] <= 1e-5 and stats[1]["min_iou"] >= 0.999, stats
 
 
 # ---- bad input ---------------------------------------------------------------------------------------

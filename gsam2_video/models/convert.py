@@ -301,6 +301,12 @@ def check_config_sizes(config: Sam2VideoConfig) -> None:
             raise ModelError(f"Sam2VideoConfig {name} is {got} but image_size {s} needs {value}")
 
 
+def is_meta_checkpoint(name_or_path: str | os.PathLike[str]) -> bool:
+    """True for a local ``.pt``/``.pth`` file: the form Meta ships (hub ids and save_pretrained dirs are not)."""
+    path = os.fspath(name_or_path)
+    return path.endswith((".pt", ".pth")) and os.path.isfile(path)
+
+
 def read_meta_checkpoint(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
     """The model state dict of a Meta .pt file (``{"model": state_dict}`` or a bare state dict)."""
     if not os.path.isfile(path):
