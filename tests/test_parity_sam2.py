@@ -60,7 +60,8 @@ def _ellipse(h: int, w: int, cy: float, cx: float, ry: float, rx: float) -> np.n
 
 
 def call_pattern(h: int, w: int, num_frames: int) -> list[Prompt]:
-    """Box on 0 (obj 1); box later (obj 2, obj 1 tracked); mask later (obj 3); refresh of obj 1 later."""
+    """Box on 0 (obj 1); boxes later (objs 2 and 4 on one frame, obj 1 tracked); mask later (obj 3);
+    refresh of obj 1 later. Objects 2 and 4 share memory positions, so our session batches them."""
     k2, k3, kr = num_frames // 5, (2 * num_frames) // 5, (3 * num_frames) // 4
     blob = _ellipse(h, w, 0.55 * h, 0.72 * w, 0.22 * h, 0.09 * w)
     blob |= _ellipse(h, w, 0.40 * h, 0.78 * w, 0.10 * h, 0.06 * w)  # non-convex: edges off the pixel grid
@@ -68,6 +69,7 @@ def call_pattern(h: int, w: int, num_frames: int) -> list[Prompt]:
     return [
         Prompt(0, 1, box=(0.18 * w, 0.22 * h, 0.52 * w, 0.85 * h)),
         Prompt(k2, 2, box=(0.58 * w, 0.08 * h, 0.93 * w, 0.62 * h)),
+        Prompt(k2, 4, box=(0.05 * w, 0.55 * h, 0.30 * w, 0.98 * h)),
         Prompt(k3, 3, mask=blob),
         Prompt(kr, 1, mask=refresh),
     ]
@@ -150,7 +152,7 @@ def compare_with_ours(case: Case, num_frames: int | None = -1) -> dict[int, dict
 
 
 def _assert_bar(stats: dict[int, dict[str, float]]) -> None:
-    assert sorted(stats) == [1, 2, 3]
+    assert sorted(stats) == [1, 2, 3, 4]
     for obj_id, s in stats.items():
         assert s["min_iou"] >= IOU_BAR, f"obj {obj_id}: {s}"
         assert s["max_logit_diff"] <= LOGIT_BAR, f"obj {obj_id}: {s}"
