@@ -3,7 +3,8 @@ same bytes as a run that was never interrupted.
 
 The run to be killed is always the real CLI in a child process (SIGKILL leaves no chance to clean up). The
 default-suite test runs the uninterrupted reference and the resume in-process (same code, one torch thread
-like the child) to stay fast; the slow test runs all three as CLI processes.
+like the child) to stay fast; the slow test runs everything as CLI processes and kills twice (inside the
+first video, then inside the second) before the final run.
 
 Only ``run.json`` files are left out of the byte comparison: they hold wall-clock start/finish times,
 per-stage timings and software versions, which differ between any two runs by design. Every other file
@@ -15,7 +16,7 @@ from __future__ import annotations
 import signal
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -56,20 +57,22 @@ def run_in_process(models: dict[str, Path], out: Path, videos_dir: Path) -> int:
                  "--detector", str(models["detector"]), "--sam2", str(models["sam2"]), *MODEL_ARGS, *EXTRA])
 
 
-def kill_mid_second_video(models: dict[str, Path], out: Path, videos_dir: Path) -> None:
-    """Start the CLI, SIGKILL it once the first video is published and the second has frames on disk."""
+def _has_frames(out: Path, video: str) -> bool:
+    partial = out / ".partial" / video / "JPEGImages"
+    return partial.is_dir() and any(partial.iterdir())
+
+
+def kill_when(models: dict[str, Path], out: Path, videos_dir: Path, ready: Callable[[], bool]) -> None:
+    """Start the CLI and SIGKILL it as soon as ``ready()`` holds (polled every 5 ms)."""
     victim = subprocess.Popen(dataset_cmd(models, out, inputs(videos_dir), *EXTRA), stdout=subprocess.DEVNULL,
                               stderr=subprocess.PIPE, text=True, env=env(), cwd=REPO)
     try:
         deadline = time.monotonic() + 300
-        partial = out / ".partial" / SECOND / "JPEGImages"
-        while True:
-            if (out / "runs" / FIRST / "objects.json").is_file() and partial.is_dir() and any(partial.iterdir()):
-                break
+        while not ready():
             if victim.poll() is not None:
                 pytest.fail(f"the run ended before it could be killed mid-video:\n{victim.stderr.read()}")
             if time.monotonic() > deadline:
-                pytest.fail("the run never reached the second video")
+                pytest.fail("the run never reached the point where it should be killed")
             time.sleep(0.005)
         victim.send_signal(signal.SIGKILL)
         victim.wait(timeout=60)
@@ -78,6 +81,12 @@ def kill_mid_second_video(models: dict[str, Path], out: Path, videos_dir: Path) 
             victim.kill()
             victim.wait()
     assert victim.returncode == -signal.SIGKILL
+
+
+def kill_mid_second_video(models: dict[str, Path], out: Path, videos_dir: Path) -> None:
+    """SIGKILL the CLI once the first video is published and the second has frames on disk."""
+    kill_when(models, out, videos_dir,
+              lambda: (out / "runs" / FIRST / "objects.json").is_file() and _has_frames(out, SECOND))
     # killed mid-video: the first video is published, the second exists only as temporary debris
     assert (out / "runs" / FIRST / "objects.json").is_file()
     assert not (out / "runs" / SECOND).exists() and not (out / "Annotations" / SECOND).exists()
@@ -105,12 +114,16 @@ def test_sigkill_mid_video_then_resume_is_byte_identical(tiny_models: dict[str, 
 
 
 @pytest.mark.slow
-def test_sigkill_mid_video_all_cli_processes(tiny_models: dict[str, Path],  # noqa: F811
+def test_sigkill_twice_all_cli_processes(tiny_models: dict[str, Path],  # noqa: F811
                                              videos_dir: Path, tmp_path: Path) -> None:
     reference = tmp_path / "reference"
     proc = run(dataset_cmd(tiny_models, reference, inputs(videos_dir), *EXTRA))
     assert proc.returncode == 0, proc.stderr
     out = tmp_path / "killed"
+    # first killed inside the first video: nothing is published, the next run starts that video over
+    kill_when(tiny_models, out, videos_dir, lambda: _has_frames(out, FIRST))
+    assert not (out / "runs" / FIRST).exists() and not (out / "Annotations" / FIRST).exists()
+    # then killed inside the second video, and finally run to the end
     kill_mid_second_video(tiny_models, out, videos_dir)
     resumed = run(dataset_cmd(tiny_models, out, inputs(videos_dir), *EXTRA))
     assert resumed.returncode == 0, resumed.stderr
