@@ -69,5 +69,5 @@ def test_help_documents_layout_and_filters(capsys: pytest.CaptureFixture[str]) -
     out = capsys.readouterr().out
     for text in ("--manifest", "--save-frames", "--min-area", "--min-track-length", "--max-objects",
                  "--classes", "--detect-every", "Annotations/<video>/00000.png", "instances.json",
-                 "keep at most N objects per video"):
+                 "keep at most N objects per video", "--max-live-objects"):
         assert text in out

@@ -132,7 +132,7 @@ def test_manifest_overrides_filters_and_one_model_load(tiny_models: dict[str, Pa
     out = tmp_path / "out"
     args = ["dataset", "--manifest", str(manifest), "--out", str(out), "--prompt", PROMPT,
             "--detector", str(tiny_models["detector"]), "--sam2", str(tiny_models["sam2"]), *MODEL_ARGS,
-            "--max-objects", "2", "--min-track-length", "2"]
+            "--max-objects", "2", "--min-track-length", "2", "--max-live-objects", "3"]
     assert main(args) == 0
     assert loads == [str(tiny_models["detector"])]
     # the same command again: everything is done, so nothing is tracked and no model is loaded
@@ -148,6 +148,9 @@ def test_manifest_overrides_filters_and_one_model_load(tiny_models: dict[str, Pa
         assert len(objects) <= 2 and all(len(o["frames"]) >= 2 for o in objects.values())
     record = json.loads((out / "runs" / "tree" / "objects.json").read_text())
     assert record["settings"]["tracking"] == {"detect_every": 2}
+    assert record["settings"]["models"]["association"]["max_objects"] == 3
+    report = json.loads((out / "runs" / "tree" / "run.json").read_text())
+    assert report["objects_tracked"] <= 3  # the live cap; 4 frames are too few for any track to retire
     assert record["settings"]["decoding"]["max_frames"] == 4
     carphone = json.loads((out / "runs" / "carphone_pristine" / "objects.json").read_text())
     assert carphone["settings"]["prompt"] == "car. person." and carphone["frame_indices"] == [10, 12, 14]

@@ -73,6 +73,9 @@ def add_dataset_parser(subparsers: Any) -> argparse.ArgumentParser:
                    help="drop objects present on fewer than N frames")
     g.add_argument("--classes", default=None, metavar="A,B",
                    help="keep only objects of these classes (names from the prompt)")
+    g.add_argument("--max-live-objects", type=_int_at_least(1), default=None, metavar="N",
+                   help="also cap the tracker's simultaneous tracks (lowest score dropped first); saves "
+                        "compute on crowded videos, unlike --max-objects which filters afterwards")
     g = p.add_argument_group("decoding")
     g.add_argument("--decoder", default="av", choices=["av", "decord", "opencv"])
     g.add_argument("--start", type=_int_at_least(0), default=0, metavar="N", help="first frame index")
@@ -105,7 +108,8 @@ def run_dataset(args: argparse.Namespace) -> int:
                              max_frames=args.max_frames))
     jobs = collect_jobs(args.inputs, defaults, args.manifest)
     config = tracker_config(args)
-    config.association.max_objects = None  # the dataset's --max-objects is a per-video filter
+    # the dataset's --max-objects is a per-video filter; the tracker's live cap is --max-live-objects
+    config.association.max_objects = args.max_live_objects
     config.mode = "offline"
     model_settings = {k: v for k, v in config.to_json().items() if k != "device"}
 
