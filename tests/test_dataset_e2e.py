@@ -127,7 +127,7 @@ def test_manifest_overrides_filters_and_one_model_load(tiny_models: dict[str, Pa
     manifest.write_text("\n".join(json.dumps(row) for row in [
         {"source": str(videos_dir / "tree.avi"), "name": "tree", "max_frames": 4, "detect_every": 2},
         {"source": str(videos_dir / "carphone_pristine.mp4"), "prompt": "car. person.", "max_frames": 3,
-         "start": 10, "stride": 2},
+         "start": 10, "stride": 2, "decoder": "opencv"},
     ]) + "\n")
     out = tmp_path / "out"
     args = ["dataset", "--manifest", str(manifest), "--out", str(out), "--prompt", PROMPT,
@@ -154,3 +154,4 @@ def test_manifest_overrides_filters_and_one_model_load(tiny_models: dict[str, Pa
     assert record["settings"]["decoding"]["max_frames"] == 4
     carphone = json.loads((out / "runs" / "carphone_pristine" / "objects.json").read_text())
     assert carphone["settings"]["prompt"] == "car. person." and carphone["frame_indices"] == [10, 12, 14]
+    assert carphone["settings"]["decoding"] == {"decoder": "opencv", "start": 10, "stride": 2, "max_frames": 3}
