@@ -2,7 +2,8 @@
 
 Covers what only a real run shows: real decoding and tracking feeding the layout, a corrupt file (the first
 100 KB of vtest.avi) failing alone among good clips, and models loading once for a manifest of videos.
-Kill-and-resume is in test_dataset_resume.py, which reuses the helpers here.
+These call the CLI's ``main`` in-process to stay fast; kill-and-resume (test_dataset_resume.py, which reuses
+the helpers here) runs the CLI as child processes.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -33,10 +35,15 @@ def env() -> dict[str, str]:
             "PYTHONPATH": str(REPO)}
 
 
+def dataset_args(models: dict[str, Path], out: Path, inputs: list[Path], *extra: str) -> list[str]:
+    """``dataset ...`` arguments, as given to ``gsam2_video.cli.main``."""
+    return ["dataset", *map(str, inputs), "--out", str(out), "--prompt", PROMPT, "--detector",
+            str(models["detector"]), "--sam2", str(models["sam2"]), *MODEL_ARGS, *extra]
+
+
 def dataset_cmd(models: dict[str, Path], out: Path, inputs: list[Path], *extra: str) -> list[str]:
-    return [sys.executable, "-m", "gsam2_video", "dataset", *map(str, inputs), "--out", str(out),
-            "--prompt", PROMPT, "--detector", str(models["detector"]), "--sam2", str(models["sam2"]),
-            *MODEL_ARGS, *extra]
+    """The same as a command line for a child process."""
+    return [sys.executable, "-m", "gsam2_video", *dataset_args(models, out, inputs, *extra)]
 
 
 def run(cmd: list[str]) -> subprocess.CompletedProcess[str]:
@@ -84,6 +91,20 @@ def check_video(out: Path, name: str, frames: int, save_frames: bool) -> int:
 
 
 @pytest.fixture()
+def one_thread() -> Iterator[None]:
+    """In-process runs use one torch thread, as the child processes do (OMP_NUM_THREADS=1): the same float
+    reductions, and no oversubscription of the shared CPU."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+@pytest.fixture()
 def corrupt_clip(videos_dir: Path, tmp_path: Path) -> Path:
     path = tmp_path / "broken" / "vtest_head.avi"
     path.parent.mkdir()
@@ -92,14 +113,19 @@ def corrupt_clip(videos_dir: Path, tmp_path: Path) -> Path:
     return path
 
 
+@pytest.mark.usefixtures("one_thread")
 def test_corrupt_input_fails_alone_among_good_clips(tiny_models: dict[str, Path], videos_dir: Path,  # noqa: F811
-                                                    corrupt_clip: Path, tmp_path: Path) -> None:
+                                                    corrupt_clip: Path, tmp_path: Path,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    from gsam2_video.cli import main
+
     out = tmp_path / "out"
     inputs = [videos_dir / "tree.avi", corrupt_clip, videos_dir / "carphone_pristine.mp4"]
-    proc = run(dataset_cmd(tiny_models, out, inputs, "--max-frames", "5", "--save-frames"))
-    assert proc.returncode == 1, proc.stderr
-    assert "2 done, 0 skipped, 1 failed of 3 videos; 10 frames" in proc.stderr
-    assert "Traceback" not in proc.stderr
+    code = main(dataset_args(tiny_models, out, inputs, "--max-frames", "5", "--save-frames"))
+    err = capsys.readouterr().err
+    assert code == 1, err
+    assert "2 done, 0 skipped, 1 failed of 3 videos; 10 frames" in err
+    assert "Traceback" not in err
     (failure,) = [json.loads(line) for line in (out / "failures.jsonl").read_text().splitlines()]
     assert (failure["video"], failure["error"]) == ("vtest_head", "SourceError")
     assert "truncated or corrupt video" in failure["message"] and "--allow-partial" in failure["message"]
@@ -109,6 +135,7 @@ def test_corrupt_input_fails_alone_among_good_clips(tiny_models: dict[str, Path]
     assert not (out / "JPEGImages" / "vtest_head").exists() and not (out / ".partial").exists()
 
 
+@pytest.mark.usefixtures("one_thread")
 def test_manifest_overrides_filters_and_one_model_load(tiny_models: dict[str, Path], videos_dir: Path,  # noqa: F811
                                                        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                        capsys: pytest.CaptureFixture[str]) -> None:

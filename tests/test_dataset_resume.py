@@ -16,12 +16,12 @@ from __future__ import annotations
 import signal
 import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from models_fixture import tiny_models  # noqa: F401  (session fixture: tiny random models on disk)
-from test_dataset_e2e import MODEL_ARGS, PROMPT, REPO, check_video, dataset_cmd, env, run
+from test_dataset_e2e import REPO, check_video, dataset_args, dataset_cmd, env, one_thread, run  # noqa: F401
 
 FIRST, SECOND = "carphone_pristine", "tree"
 EXTRA = ("--max-frames", "10", "--save-frames")
@@ -37,24 +37,10 @@ def inputs(videos_dir: Path) -> list[Path]:
     return [videos_dir / f"{FIRST}.mp4", videos_dir / f"{SECOND}.avi"]
 
 
-@pytest.fixture()
-def one_thread() -> Iterator[None]:
-    """In-process runs use one torch thread, as the child processes do (OMP_NUM_THREADS=1)."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
 def run_in_process(models: dict[str, Path], out: Path, videos_dir: Path) -> int:
     from gsam2_video.cli import main
 
-    return main(["dataset", *map(str, inputs(videos_dir)), "--out", str(out), "--prompt", PROMPT,
-                 "--detector", str(models["detector"]), "--sam2", str(models["sam2"]), *MODEL_ARGS, *EXTRA])
+    return main(dataset_args(models, out, inputs(videos_dir), *EXTRA))
 
 
 def _has_frames(out: Path, video: str) -> bool:
@@ -100,8 +86,9 @@ def assert_same_tree(got_root: Path, want_root: Path) -> None:
     check_video(got_root, SECOND, 10, save_frames=True)
 
 
+@pytest.mark.usefixtures("one_thread")
 def test_sigkill_mid_video_then_resume_is_byte_identical(tiny_models: dict[str, Path],  # noqa: F811
-                                                         videos_dir: Path, tmp_path: Path, one_thread: None,
+                                                         videos_dir: Path, tmp_path: Path,
                                                          capsys: pytest.CaptureFixture[str]) -> None:
     reference = tmp_path / "reference"
     assert run_in_process(tiny_models, reference, videos_dir) == 0
