@@ -68,7 +68,8 @@ def add_model_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--box-threshold", type=_unit_float, default=0.35, metavar="F")
     g.add_argument("--text-threshold", type=_unit_float, default=0.25, metavar="F")
     g.add_argument("--max-objects", type=_positive_int, default=None, metavar="N",
-                   help="cap on live tracks (lowest score dropped first)")
+                   help="cap on simultaneous tracks: once full, new objects are not started "
+                        "(the best-scoring detections are admitted first)")
     g.add_argument("--detector-size", type=_positive_int, nargs=2, default=(800, 1333),
                    metavar=("SHORT", "LONG"), help="detector input shortest / longest edge (default 800 1333)")
     g.add_argument("--iou-threshold", type=_unit_float, default=0.5, metavar="F",

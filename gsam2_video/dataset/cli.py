@@ -74,7 +74,7 @@ def add_dataset_parser(subparsers: Any) -> argparse.ArgumentParser:
     g.add_argument("--classes", default=None, metavar="A,B",
                    help="keep only objects of these classes (names from the prompt)")
     g.add_argument("--max-live-objects", type=_int_at_least(1), default=None, metavar="N",
-                   help="also cap the tracker's simultaneous tracks (lowest score dropped first); saves "
+                   help="also cap the tracker's simultaneous tracks (new objects beyond it are not started); saves "
                         "compute on crowded videos, unlike --max-objects which filters afterwards")
     g = p.add_argument_group("decoding")
     g.add_argument("--decoder", default="av", choices=["av", "decord", "opencv"])
