@@ -163,3 +163,89 @@ def test_help_documents_both_commands() -> None:
         proc = run_cli(cmd, "--help")
         assert proc.returncode == 0
         assert "--detector" in proc.stdout and "--sam2" in proc.stdout
+
+
+@pytest.mark.parametrize("kind", ["empty_folder", "random_bytes", "zero_bytes", "unknown_scheme", "closed_port"])
+def test_bad_sources_fail_before_models_load(kind: str, tmp_path: Path) -> None:
+    if kind == "empty_folder":
+        (tmp_path / "frames").mkdir()
+        source = str(tmp_path / "frames")
+    elif kind == "random_bytes":
+        (tmp_path / "junk.mp4").write_bytes(np.random.default_rng(0).bytes(50_000))
+        source = str(tmp_path / "junk.mp4")
+    elif kind == "zero_bytes":
+        (tmp_path / "empty.avi").write_bytes(b"")
+        source = str(tmp_path / "empty.avi")
+    elif kind == "unknown_scheme":
+        source = "gopher://example/stream"
+    else:
+        source = "tcp://127.0.0.1:9"
+    # models that do not exist: the source error must come first, in one line, without a traceback
+    proc = run_cli("track", source, "--prompt", "person.", "--out", str(tmp_path / "o"),
+                   "--detector", str(tmp_path / "no_det"), "--sam2", str(tmp_path / "no_sam"), timeout=60)
+    assert proc.returncode != 0
+    assert "Traceback" not in proc.stderr
+    lines = [ln for ln in proc.stderr.strip().splitlines() if ln.strip()]
+    assert len(lines) == 1, proc.stderr
+    assert "error" in lines[0] and (Path(source).name in lines[0] or source in lines[0])
+
+
+def test_no_detections_is_a_valid_empty_run_with_a_warning(tmp_path: Path, tiny_models: dict[str, Path],
+                                                         videos_dir: Path) -> None:
+    out = tmp_path / "out"
+    proc = run_cli("track", str(videos_dir / "tree.avi"), "--prompt", "unicorn.", "--out", str(out),
+                   "--max-frames", "5", "--no-progress", "--save", "video,masks,json,mots,mot",
+                   "--detector", str(tiny_models["detector"]), "--sam2", str(tiny_models["sam2"]),
+                   "--device", "cpu", "--box-threshold", "1.0")
+    assert proc.returncode == 0, proc.stderr
+    assert "no objects" in proc.stderr
+    masks = read_masks(out / "masks")
+    assert sorted(masks) == list(range(5)) and all(not m.any() for m in masks.values())
+    doc = json.loads((out / "tracks.json").read_text())
+    assert doc["annotations"] == [] and [c["name"] for c in doc["categories"]] == ["unicorn"]
+    assert (out / "mots.txt").read_text() == "" and (out / "mot.txt").read_text() == ""
+    with av.open(str(out / "video.mp4")) as container:
+        assert sum(1 for _ in container.decode(video=0)) == 5
+
+
+def test_ctrl_c_closes_outputs_cleanly(tmp_path: Path, tiny_models: dict[str, Path], videos_dir: Path) -> None:
+    import signal
+    import time
+
+    out = tmp_path / "out"
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "gsam2_video", "track", str(videos_dir / "vtest.avi"), "--prompt", "person.",
+         "--out", str(out), "--save", "video,masks,json,mot", "--no-progress", *model_args(tiny_models)],
+        cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 240
+    # wait until a few mask PNGs exist (in the sink's temporary folder), then interrupt mid-video
+    while time.monotonic() < deadline and proc.poll() is None and \
+            len(list(out.rglob("*.png"))) < 3:
+        time.sleep(0.2)
+    assert proc.poll() is None, proc.communicate()[1]
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 130, stderr
+    assert "Traceback" not in stderr
+    run = json.loads((out / "run.json").read_text())
+    assert run["interrupted"] is True
+    n = run["frames"]["written"]
+    assert 0 < n < 795
+    assert len(list((out / "masks").glob("*.png"))) == n
+    with av.open(str(out / "video.mp4")) as container:
+        assert sum(1 for _ in container.decode(video=0)) == n
+    assert len(json.loads((out / "tracks.json").read_text())["videos"]) == 1
+    assert not [p for p in out.iterdir() if "partial" in p.name]
+
+
+def test_example_script_runs(tmp_path: Path, tiny_models: dict[str, Path], videos_dir: Path) -> None:
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "examples" / "track_video.py"), str(videos_dir / "tree.avi"), "tree.",
+         "--detector", str(tiny_models["detector"]), "--sam2", str(tiny_models["sam2"]), "--max-frames", "4",
+         "--out", str(tmp_path / "ex")],
+        capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(REPO)},
+        timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert len(list((tmp_path / "ex" / "masks").glob("*.png"))) == 4
+    assert "4 frames" in proc.stdout
