@@ -9,37 +9,38 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Sequence
 
-from .config import (DEFAULT_DETECTOR, DEFAULT_SAM2, AssociationConfig, DetectorConfig, KeyframeConfig,
-                     PropagatorConfig, TrackerConfig)
-from .errors import ConfigError, Gsam2Error
+from .config import (
+    DEFAULT_DETECTOR,
+    DEFAULT_SAM2,
+    AssociationConfig,
+    DetectorConfig,
+    KeyframeConfig,
+    PropagatorConfig,
+    TrackerConfig,
+)
+from .errors import Gsam2Error
 
 log = logging.getLogger("gsam2_video")
 
 SAVE_DEFAULT = "video,masks,json"
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
+def int_at_least(low: int) -> Callable[[str], int]:
+    """argparse type: an integer >= ``low`` (so a bad value is a one-line usage error)."""
 
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be >= {low}, got {value}")
+        return value
 
-def _non_negative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
-    return value
+    return parse
 
 
 def _unit_float(text: str) -> float:
@@ -63,14 +64,14 @@ def add_model_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--dtype", default="fp32", choices=["fp32", "bf16", "fp16"],
                    help="fp32; bf16 autocast (CPU or GPU); fp16 (GPU only)")
     g = p.add_argument_group("detection and tracking")
-    g.add_argument("--detect-every", type=_positive_int, default=10, metavar="K",
+    g.add_argument("--detect-every", type=int_at_least(1), default=10, metavar="K",
                    help="run the detector every K frames (plus adaptive keyframes); default 10")
     g.add_argument("--box-threshold", type=_unit_float, default=0.35, metavar="F")
     g.add_argument("--text-threshold", type=_unit_float, default=0.25, metavar="F")
-    g.add_argument("--max-objects", type=_positive_int, default=None, metavar="N",
+    g.add_argument("--max-objects", type=int_at_least(1), default=None, metavar="N",
                    help="cap on simultaneous tracks: once full, new objects are not started "
                         "(the best-scoring detections are admitted first)")
-    g.add_argument("--detector-size", type=_positive_int, nargs=2, default=(800, 1333),
+    g.add_argument("--detector-size", type=int_at_least(1), nargs=2, default=(800, 1333),
                    metavar=("SHORT", "LONG"), help="detector input shortest / longest edge (default 800 1333)")
     g.add_argument("--iou-threshold", type=_unit_float, default=0.5, metavar="F",
                    help="minimum mask IoU to match a detection to a track (default 0.5)")
@@ -114,9 +115,9 @@ def _build_parser() -> argparse.ArgumentParser:
                    help=f"comma list of outputs: video, masks, json, mots, mot (default {SAVE_DEFAULT}; "
                         "'none' writes only run.json)")
     t.add_argument("--decoder", default="av", choices=["av", "decord", "opencv"])
-    t.add_argument("--start", type=_non_negative_int, default=0, metavar="N", help="first frame index")
-    t.add_argument("--stride", type=_positive_int, default=1, metavar="S", help="use every S-th frame")
-    t.add_argument("--max-frames", type=_positive_int, default=None, metavar="N")
+    t.add_argument("--start", type=int_at_least(0), default=0, metavar="N", help="first frame index")
+    t.add_argument("--stride", type=int_at_least(1), default=1, metavar="S", help="use every S-th frame")
+    t.add_argument("--max-frames", type=int_at_least(1), default=None, metavar="N")
     mode = t.add_mutually_exclusive_group()
     mode.add_argument("--live", dest="mode", action="store_const", const="live",
                       help="no lag, no back-fill (default for cameras and streams)")

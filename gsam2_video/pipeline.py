@@ -78,7 +78,7 @@ class TrackingRun:
     Iterate it (or use it as a context manager) to drive the run; ``close()`` stops decoding early.
     """
 
-    def __init__(self, tracker: "Tracker", source: Any, prompt: Prompt, config: TrackerConfig,
+    def __init__(self, tracker: Tracker, source: Any, prompt: Prompt, config: TrackerConfig,
                  keep_images: bool) -> None:
         self.tracker = tracker
         self.source = source
@@ -99,7 +99,7 @@ class TrackingRun:
             self._gen = self._run()
         return self._gen
 
-    def __enter__(self) -> "TrackingRun":
+    def __enter__(self) -> TrackingRun:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -113,7 +113,7 @@ class TrackingRun:
     # -- the loop -------------------------------------------------------------------------------------
     def _run(self) -> Iterator[FrameResult]:
         cfg = self.config
-        det, prop = self.tracker.detector, self.tracker.propagator
+        prop = self.tracker.propagator
         policy = KeyframePolicy(cfg.keyframes)
         registry = TrackRegistry(cfg.association)
         buffer = BackfillBuffer(0 if self.live else cfg.keyframes.detect_every)
@@ -250,7 +250,7 @@ class Tracker:
     @classmethod
     def from_pretrained(cls, detector: str | Path = DEFAULT_DETECTOR, sam2: str | Path = DEFAULT_SAM2,
                         device: str = "auto", dtype: str = "fp32",
-                        config: TrackerConfig | None = None) -> "Tracker":
+                        config: TrackerConfig | None = None) -> Tracker:
         """Load both models by hub id, save_pretrained directory, cached id or Meta .pt checkpoint (SAM 2)."""
         from .models.detector import Detector
         from .models.propagator import Sam2Propagator

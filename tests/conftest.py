@@ -28,3 +28,19 @@ def videos_dir(data_dir: Path) -> Path:
 @pytest.fixture(scope="session")
 def vocab_file(data_dir: Path) -> Path:
     return data_dir / "bert-base-uncased-vocab.txt"
+
+
+@pytest.fixture(scope="session")
+def tiny_models(tmp_path_factory: pytest.TempPathFactory, vocab_file: Path) -> dict[str, Path]:
+    """Tiny random Grounding DINO and SAM 2 saved with save_pretrained, loaded back like real checkpoints.
+
+    Saved once per session so every end-to-end test exercises the real loading path, not objects built in
+    memory.
+    """
+    from gsam2_video.models.random_detector import save_random_detector, tiny_grounding_dino_config
+    from gsam2_video.models.random_sam2 import save_random_sam2, tiny_sam2_config
+
+    root = tmp_path_factory.mktemp("tiny_models")
+    det = save_random_detector(root / "detector", tiny_grounding_dino_config(), vocab_file=vocab_file, seed=0)
+    sam = save_random_sam2(root / "sam2", tiny_sam2_config(), seed=0)
+    return {"detector": Path(det), "sam2": Path(sam)}

@@ -19,8 +19,6 @@ import pytest
 from PIL import Image
 from pycocotools import mask as mask_utils
 
-from models_fixture import tiny_models  # noqa: F401  (fixture)
-
 REPO = Path(__file__).resolve().parents[1]
 
 

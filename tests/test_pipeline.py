@@ -11,13 +11,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from gsam2_video.config import AssociationConfig, KeyframeConfig, PropagatorConfig, TrackerConfig
 from gsam2_video.models.propagator import Sam2Propagator
 from gsam2_video.pipeline import Tracker
 from gsam2_video.types import Detections
-from models_fixture import tiny_models  # noqa: F401  (fixture)
 
 CLASSES = ("person", "car")
 
