@@ -17,7 +17,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from models_fixture import tiny_models  # noqa: F401  (session fixture: tiny random models on disk)
 from PIL import Image
 from pycocotools import mask as mask_utils
 

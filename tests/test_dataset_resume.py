@@ -20,7 +20,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from models_fixture import tiny_models  # noqa: F401  (session fixture: tiny random models on disk)
 from test_dataset_e2e import REPO, check_video, dataset_args, dataset_cmd, env, one_thread, run  # noqa: F401 (fixture)
 
 FIRST, SECOND = "carphone_pristine", "tree"

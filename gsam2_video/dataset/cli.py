@@ -1,9 +1,11 @@
-"""``gsam2-video dataset INPUT... --out DIR (--prompt TEXT | --manifest FILE)``.
+"""``gsam2-video dataset INPUT... --out DIR (--prompt TEXT | --manifest FILE) [--shard I/N] [--backend ray]``
+and ``gsam2-video dataset --merge DIR``.
 
 Why the command is split from the main CLI: it has its own inputs, filters and resume rules, while the
 model, device and keyframe options are shared with ``track`` (``add_model_options``), so the two commands
 accept the same spelling for the same thing. Inputs, manifest and filters are all checked before any model
-loads. Exit code 0 when every video is done (or was already), 1 when any video failed, 130 on Ctrl-C.
+loads (and before Ray starts). Exit code 0 when every video is done (or was already), 1 when any video
+failed (for ``--merge``: when the merged folder lists failed videos), 130 on Ctrl-C.
 """
 
 from __future__ import annotations
@@ -17,7 +19,11 @@ from ..errors import ConfigError
 from .filters import Filters
 from .inputs import JobDefaults, SourceOptions, collect_jobs
 from .layout import DatasetLayout
+from .merge import merge_dataset
+from .ray_backend import import_ray
 from .runner import DatasetRunner, RunnerOptions
+from .shard import Shard
+from .work import TrackerSpec
 
 EPILOG = """\
 layout of DIR:
@@ -28,6 +34,13 @@ layout of DIR:
   runs/<video>/{objects,run}.json  per-video record and run report
   failures.jsonl                 videos that failed in the latest run
 Re-running the same command skips finished videos and redoes partial ones.
+
+many machines:
+  --shard I/N (I = 0..N-1) labels the videos whose name hashes to shard I; N shards may write one DIR
+  at the same time (a job array). They leave meta.json / instances.json to a final
+  'gsam2-video dataset --merge DIR' once all shards have finished.
+  --backend ray runs the videos on a Ray cluster (pip install 'gsam2-video[ray]'): each worker loads the
+  models once; a worker that dies has its video retried on another. This process writes DIR.
 
 manifest (.jsonl or .csv): one video per row with 'source' (relative to the manifest), optional
 'prompt', 'name' and overrides: decoder start stride max_frames min_area min_track_length max_objects
@@ -47,6 +60,18 @@ def _int_at_least(low: int):
     return parse
 
 
+def _float_at_least(low: float):
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+        if not value >= low:
+            raise argparse.ArgumentTypeError(f"must be >= {low:g}, got {text}")
+        return value
+    return parse
+
+
 def add_dataset_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Register ``dataset`` on the main CLI's subparsers."""
     from ..cli import add_model_options
@@ -58,7 +83,10 @@ def add_dataset_parser(subparsers: Any) -> argparse.ArgumentParser:
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("inputs", nargs="*", metavar="INPUT",
                    help="video files, folders of videos (or of frames), globs")
-    p.add_argument("--out", type=Path, required=True, metavar="DIR", help="dataset folder")
+    p.add_argument("--out", type=Path, default=None, metavar="DIR", help="dataset folder (required)")
+    p.add_argument("--merge", type=Path, default=None, metavar="DIR",
+                   help="after shard runs: build meta.json, instances.json and failures.jsonl of DIR from its "
+                        "finished videos (no inputs, no models)")
     p.add_argument("--prompt", default=None, help='classes to label, e.g. "person. car." '
                                                   "(default for manifest rows without one)")
     p.add_argument("--manifest", type=Path, default=None, metavar="FILE",
@@ -85,6 +113,23 @@ def add_dataset_parser(subparsers: Any) -> argparse.ArgumentParser:
     g.add_argument("--allow-partial", action="store_true",
                    help="keep videos that decode only partly (truncated files) instead of failing them")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    g = p.add_argument_group("many machines")
+    g.add_argument("--shard", default=None, metavar="I/N",
+                   help="label only shard I of N (I from 0; by a hash of each video's name, so stable across "
+                        "re-runs); run --merge DIR when all N have finished")
+    g.add_argument("--backend", default="local", choices=["local", "ray"],
+                   help="local: this process; ray: workers on a Ray cluster (needs gsam2-video[ray])")
+    g.add_argument("--ray-address", default=None, metavar="ADDR",
+                   help="Ray cluster to join (e.g. ray://head:10001 or auto); default: RAY_ADDRESS, else a "
+                        "local Ray started for this run")
+    g.add_argument("--workers", type=_int_at_least(1), default=None, metavar="N",
+                   help="Ray workers (default: as many as the cluster's CPUs, or GPUs, fit)")
+    g.add_argument("--gpus-per-worker", type=_float_at_least(0.0), default=0.0, metavar="F",
+                   help="GPUs each Ray worker reserves (e.g. 1, or 0.5 for two per GPU); default 0")
+    g.add_argument("--cpus-per-worker", type=_float_at_least(0.01), default=1.0, metavar="F",
+                   help="CPUs each Ray worker reserves; also its torch threads (default 1)")
+    g.add_argument("--max-retries", type=_int_at_least(0), default=2, metavar="N",
+                   help="times a video is retried after its Ray worker died (default 2)")
     add_model_options(p)
     for action in p._actions:  # the shared option caps live tracks; here it is the per-video object filter
         if action.dest == "max_objects":
@@ -92,14 +137,36 @@ def add_dataset_parser(subparsers: Any) -> argparse.ArgumentParser:
     return p
 
 
+def _run_merge(args: argparse.Namespace) -> int:
+    if args.inputs or args.manifest is not None or args.out is not None or args.shard is not None:
+        raise ConfigError("--merge DIR takes no inputs, --manifest, --out or --shard")
+    if not args.merge.is_dir():
+        raise ConfigError(f"--merge {args.merge}: no such dataset folder")
+    layout = DatasetLayout(args.merge)
+    summary = merge_dataset(layout)
+    print(f"gsam2-video dataset: {summary.line()} -> {layout.root}", file=sys.stderr)
+    if summary.failures:
+        print(f"gsam2-video dataset: failures listed in {layout.failures_path}", file=sys.stderr)
+    return 1 if summary.failures else 0
+
+
 def run_dataset(args: argparse.Namespace) -> int:
     """Run the ``dataset`` command; returns the exit code (1 if any video failed)."""
     from ..cli import tracker_config
 
+    if args.merge is not None:
+        return _run_merge(args)
+    if args.out is None:
+        raise ConfigError("dataset needs --out DIR (or --merge DIR after shard runs)")
     if args.manifest is None and not args.inputs:
         raise ConfigError("dataset needs INPUT paths or --manifest FILE")
     if args.inputs and not args.prompt:
         raise ConfigError("inputs given on the command line need --prompt")
+    shard = Shard.parse(args.shard) if args.shard is not None else None
+    if args.backend == "ray":
+        import_ray()  # fail in one line before any work when Ray is missing
+    elif (args.ray_address, args.workers) != (None, None) or args.gpus_per_worker:
+        raise ConfigError("--ray-address, --workers and --gpus-per-worker need --backend ray")
     defaults = JobDefaults(
         prompt=args.prompt,
         filters=Filters(min_area=args.min_area, min_track_length=args.min_track_length,
@@ -112,20 +179,29 @@ def run_dataset(args: argparse.Namespace) -> int:
     config.association.max_objects = args.max_live_objects
     config.mode = "offline"
     model_settings = {k: v for k, v in config.to_json().items() if k != "device"}
-
-    def make_tracker() -> Any:
-        from ..pipeline import Tracker
-
-        return Tracker.from_pretrained(detector=args.detector, sam2=args.sam2, device=args.device,
-                                       dtype=args.dtype, config=config)
-
+    spec = TrackerSpec(detector=str(args.detector), sam2=str(args.sam2), device=args.device, dtype=args.dtype,
+                       config=config)
     layout = DatasetLayout(args.out)
     options = RunnerOptions(save_frames=args.save_frames, allow_partial=args.allow_partial,
                             progress=not args.no_progress, jpeg_quality=args.jpeg_quality)
-    summary = DatasetRunner(make_tracker, layout, options, model_settings).run(jobs)
-    print(f"gsam2-video dataset: {summary.line()} -> {layout.root}", file=sys.stderr)
+    backend = None
+    if args.backend == "ray":
+        from .ray_backend import RayBackend, RayOptions
+
+        backend = RayBackend(spec, RayOptions(address=args.ray_address, workers=args.workers,
+                                              gpus_per_worker=args.gpus_per_worker,
+                                              cpus_per_worker=args.cpus_per_worker,
+                                              max_retries=args.max_retries), options)
+    runner = DatasetRunner(spec.build, layout, options, model_settings, shard=shard, backend=backend)
+    summary = runner.run(jobs)
+    where = f"shard {shard}: " if shard is not None else ""
+    print(f"gsam2-video dataset: {where}{summary.line()} -> {layout.root}", file=sys.stderr)
     if summary.failed:
-        print(f"gsam2-video dataset: failures listed in {layout.failures_path}", file=sys.stderr)
+        failures = layout.failures_path if shard is None else layout.shard_dir(shard) / "failures.jsonl"
+        print(f"gsam2-video dataset: failures listed in {failures}", file=sys.stderr)
+    if shard is not None:
+        print(f"gsam2-video dataset: when all {shard.count} shards have finished, run: "
+              f"gsam2-video dataset --merge {layout.root}", file=sys.stderr)
     if summary.interrupted:
         return 130
     return 1 if summary.failed else 0

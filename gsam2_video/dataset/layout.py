@@ -20,6 +20,13 @@ and its folders are in place; anything else is partial and is wiped and redone. 
 is removed *first*, so no interruption can leave an old record describing new files. The set-wide files are
 rebuilt from the records (sorted by video name) and written atomically at the end of every run, so they
 always describe exactly the finished videos. A lock file keeps two runs from writing one folder.
+
+Shards (``--shard I/N``, see :mod:`.shard`) share a folder: each holds ``DIR/.lock`` *shared* plus its own
+``DIR/shards/I-of-N/.lock`` exclusively, so N shards run side by side while a full run or a merge (which
+hold ``DIR/.lock`` exclusively) cannot start, the same shard cannot run twice, and shards of different
+counts N (which would overlap) refuse each other. A shard touches only its own videos: it does not sweep
+the staging area or rebuild the set-wide files, and writes its failures and report to
+``DIR/shards/I-of-N/``; the merge (:mod:`.merge`) does the rest.
 """
 
 from __future__ import annotations
@@ -30,10 +37,9 @@ import os
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from PIL import Image
 
 from ..errors import OutputError
 from ..sinks.atomic import PARTIAL_TAG, AtomicFile, prepare_output_dir, remove_quietly, replace_dir
@@ -42,9 +48,14 @@ from ..sinks.runinfo import write_run_json
 from ..types import VideoInfo
 from .filters import normalise_class
 from .record import VideoRecord, frame_name
+from .work import encode_jpeg
+
+if TYPE_CHECKING:
+    from .shard import Shard
 
 RECORD_FILE = "objects.json"
 RUN_FILE = "run.json"
+FAILURES_FILE = "failures.jsonl"
 JPEG_QUALITY = 95
 
 
@@ -82,12 +93,14 @@ class VideoStage:
         return self.root / "Annotations"
 
     def save_frame(self, frame_index: int, image: np.ndarray | None) -> None:
-        if image is None:
-            raise OutputError(f"frame {frame_index}: the tracker returned no image to save (--save-frames)")
+        self.save_frame_bytes(frame_index, encode_jpeg(frame_index, image, self.jpeg_quality))
+
+    def save_frame_bytes(self, frame_index: int, data: bytes) -> None:
+        """Write an encoded frame (what a remote worker sends back; the same bytes ``save_frame`` writes)."""
         self.frames_dir.mkdir(exist_ok=True)
         path = self.frames_dir / f"{frame_name(frame_index)}.jpg"
         try:
-            Image.fromarray(np.ascontiguousarray(image)).save(path, format="JPEG", quality=self.jpeg_quality)
+            path.write_bytes(data)
         except OSError as err:
             raise OutputError(f"cannot write {path}: {err.strerror or err}") from err
 
@@ -120,29 +133,76 @@ class DatasetLayout:
         self.staging = self.root / ".partial"
         self.meta_path = self.root / "meta.json"
         self.instances_path = self.root / "instances.json"
-        self.failures_path = self.root / "failures.jsonl"
+        self.failures_path = self.root / FAILURES_FILE
         self.run_path = self.root / RUN_FILE
+        self.shards = self.root / "shards"
 
     # -- setup ---------------------------------------------------------------------------------------------
+    def shard_dir(self, shard: Shard) -> Path:
+        """Where a shard keeps its failures, report and lock: ``DIR/shards/I-of-N``."""
+        return self.shards / shard.label
+
+    def run_report_path(self, shard: Shard | None = None) -> Path:
+        return self.run_path if shard is None else self.shard_dir(shard) / RUN_FILE
+
     @contextmanager
-    def locked(self) -> Iterator[DatasetLayout]:
-        """Hold ``DIR/.lock`` for the duration of a run (released by the OS even on SIGKILL)."""
+    def locked(self, shard: Shard | None = None) -> Iterator[DatasetLayout]:
+        """Hold the folder's locks for the duration of a run (released by the OS even on SIGKILL): ``DIR/.lock``
+        exclusively, or for a shard shared plus its own shard lock (see the module docstring)."""
         prepare_output_dir(self.root)
+        busy = f"output directory {self.root} is in use by another gsam2-video dataset run"
         with open(self.root / ".lock", "a+") as fh:
             try:
-                fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+                fcntl.flock(fh.fileno(), (fcntl.LOCK_EX if shard is None else fcntl.LOCK_SH) | fcntl.LOCK_NB)
             except OSError:
-                raise OutputError(f"output directory {self.root} is in use by another gsam2-video dataset run") \
-                    from None
-            yield self
+                raise OutputError(busy + (" (a run without --shard, or a merge)" if shard else "")) from None
+            if shard is None:
+                yield self
+                return
+            folder = self.shard_dir(shard)
+            try:
+                folder.mkdir(parents=True, exist_ok=True)
+            except OSError as err:
+                raise OutputError(f"cannot create {folder}: {err.strerror or err}") from err
+            with open(folder / ".lock", "a+") as own:
+                try:
+                    fcntl.flock(own.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except OSError:
+                    raise OutputError(f"{busy} (shard {shard} is already running)") from None
+                # checked after taking our own lock, so of two shards starting together at least one sees the other
+                other = self._running_shard_count(shard.count)
+                if other is not None:
+                    raise OutputError(f"{busy} with {other} shards; shard {shard} would overlap it (use the "
+                                      f"same N for every shard of a folder)")
+                yield self
 
-    def prepare(self) -> None:
-        """Create the folders and remove debris an interrupted run left (temporary files and folders)."""
+    def _running_shard_count(self, count: int) -> int | None:
+        """The N of a shard run in progress with a different N than ``count``, if any."""
+        for folder in sorted(self.shards.glob("*-of-*")):
+            try:
+                n = int(folder.name.rsplit("-of-", 1)[1])
+            except ValueError:
+                continue
+            if n == count or not (folder / ".lock").is_file():
+                continue
+            with open(folder / ".lock", "a+") as fh:
+                try:
+                    fcntl.flock(fh.fileno(), fcntl.LOCK_SH | fcntl.LOCK_NB)
+                except OSError:
+                    return n
+                fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+        return None
+
+    def prepare(self, shard: Shard | None = None) -> None:
+        """Create the folders and, for a whole-folder run, remove debris an interrupted run left (temporary
+        files and folders). A shard leaves that to the merge: the debris may belong to a running shard."""
         for folder in (self.root, self.annotations, self.runs):
             try:
                 folder.mkdir(parents=True, exist_ok=True)
             except OSError as err:
                 raise OutputError(f"cannot create {folder}: {err.strerror or err}") from err
+        if shard is not None:
+            return
         remove_quietly(self.staging)
         for folder in (self.root, self.annotations, self.images, self.runs):
             if folder.is_dir():
@@ -262,9 +322,11 @@ class DatasetLayout:
             raise
         out.commit()
 
-    def write_failures(self, failures: Iterable[dict[str, Any]]) -> None:
+    def write_failures(self, failures: Iterable[dict[str, Any]], shard: Shard | None = None) -> None:
+        """``failures.jsonl`` (a shard's goes to its own folder; the merge folds them together)."""
         text = "".join(json.dumps(f, sort_keys=True) + "\n" for f in failures)
-        out = AtomicFile(self.failures_path, "w")
+        path = self.failures_path if shard is None else self.shard_dir(shard) / FAILURES_FILE
+        out = AtomicFile(path, "w")
         out.write(text)
         out.commit()
 
