@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -115,6 +116,19 @@ def test_union_of_shard_runs_plus_merge_is_byte_identical_to_one_run(tmp_path: P
     assert sorted(r["shard"]["index"] for r in report["shards"]) == [0, 1, 2]
 
 
+def test_shards_running_at_the_same_time_then_merge_equal_one_run(tmp_path: Path) -> None:
+    """Three shards label side by side in threads (each holds its own locks, as separate processes would)."""
+    make_set(tmp_path / "in")
+    reference = tmp_path / "one_run"
+    run(tmp_path / "in", reference)
+    out = tmp_path / "sharded"
+    with ThreadPoolExecutor(3) as pool:
+        summaries = [f.result()[0] for f in [pool.submit(run, tmp_path / "in", out, Shard(i, 3)) for i in range(3)]]
+    assert sum(s.done for s in summaries) == 6 and sum(s.failed for s in summaries) == 1
+    merge_dataset(DatasetLayout(out))
+    assert tree(out) == tree(reference)
+
+
 def test_shards_share_a_folder_but_exclude_other_runs(tmp_path: Path) -> None:
     layout = DatasetLayout(tmp_path / "out")
     with layout.locked(Shard(0, 2)), DatasetLayout(tmp_path / "out").locked(Shard(1, 2)):
@@ -210,3 +224,14 @@ def test_cli_shards_then_merge_equal_one_run_on_the_shared_clips(tiny_models: di
     # shards re-run after the merge find their videos done
     assert main(dataset_args(tiny_models, out, inputs, *extra, "--shard", "2/4")) == 0
     assert "shard 2/4: 0 done, 1 skipped" in capsys.readouterr().err
+
+
+def test_help_documents_shards_merge_and_ray(capsys: pytest.CaptureFixture[str]) -> None:
+    from gsam2_video.cli import main
+
+    with pytest.raises(SystemExit):
+        main(["dataset", "--help"])
+    out = capsys.readouterr().out
+    for text in ("--shard I/N", "--merge DIR", "--backend {local,ray}", "--ray-address ADDR", "--workers N",
+                 "--gpus-per-worker F", "--max-retries N", "pip install 'gsam2-video[ray]'"):
+        assert text in out
