@@ -113,7 +113,7 @@ def corrupt_clip(videos_dir: Path, tmp_path: Path) -> Path:
 
 
 @pytest.mark.usefixtures("one_thread")
-def test_corrupt_input_fails_alone_among_good_clips(tiny_models: dict[str, Path], videos_dir: Path,  # noqa: F811
+def test_corrupt_input_fails_alone_among_good_clips(tiny_models: dict[str, Path], videos_dir: Path,
                                                     corrupt_clip: Path, tmp_path: Path,
                                                     capsys: pytest.CaptureFixture[str]) -> None:
     from gsam2_video.cli import main
@@ -135,7 +135,7 @@ def test_corrupt_input_fails_alone_among_good_clips(tiny_models: dict[str, Path]
 
 
 @pytest.mark.usefixtures("one_thread")
-def test_manifest_overrides_filters_and_one_model_load(tiny_models: dict[str, Path], videos_dir: Path,  # noqa: F811
+def test_manifest_overrides_filters_and_one_model_load(tiny_models: dict[str, Path], videos_dir: Path,
                                                        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                        capsys: pytest.CaptureFixture[str]) -> None:
     from gsam2_video.cli import main

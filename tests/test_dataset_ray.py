@@ -54,8 +54,8 @@ def ray_cluster() -> Iterator[object]:
 
 
 @pytest.fixture()
-def local_reference(tiny_models: dict[str, Path], videos_dir: Path, corrupt_clip: Path, tmp_path: Path,
-                    one_thread: None, capsys: pytest.CaptureFixture[str]) -> Path:
+def local_reference(tiny_models: dict[str, Path], videos_dir: Path, corrupt_clip: Path,  # noqa: F811
+                    tmp_path: Path, one_thread: None, capsys: pytest.CaptureFixture[str]) -> Path:  # noqa: F811
     from gsam2_video.cli import main
 
     out = tmp_path / "local"
@@ -75,8 +75,8 @@ def assert_same_as_local(out: Path, reference: Path) -> None:
 
 @pytest.mark.slow
 def test_ray_backend_writes_the_bytes_of_a_local_run(ray_cluster: object, tiny_models: dict[str, Path],
-                                                     videos_dir: Path, corrupt_clip: Path, tmp_path: Path,
-                                                     local_reference: Path,
+                                                     videos_dir: Path, corrupt_clip: Path,  # noqa: F811
+                                                     tmp_path: Path, local_reference: Path,
                                                      capsys: pytest.CaptureFixture[str]) -> None:
     from gsam2_video.cli import main
 
@@ -95,8 +95,9 @@ def test_ray_backend_writes_the_bytes_of_a_local_run(ray_cluster: object, tiny_m
 
 
 def test_worker_killed_mid_video_is_retried_and_the_output_is_unchanged(
-        ray_cluster: object, tiny_models: dict[str, Path], videos_dir: Path, corrupt_clip: Path, tmp_path: Path,
-        local_reference: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+        ray_cluster: object, tiny_models: dict[str, Path], videos_dir: Path,
+        corrupt_clip: Path, tmp_path: Path, local_reference: Path,  # noqa: F811
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     from gsam2_video.cli import main
     from gsam2_video.dataset.ray_backend import RayBackend, WorkerStatus
 

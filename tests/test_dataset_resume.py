@@ -86,7 +86,7 @@ def assert_same_tree(got_root: Path, want_root: Path) -> None:
 
 
 @pytest.mark.usefixtures("one_thread")
-def test_sigkill_mid_video_then_resume_is_byte_identical(tiny_models: dict[str, Path],  # noqa: F811
+def test_sigkill_mid_video_then_resume_is_byte_identical(tiny_models: dict[str, Path],
                                                          videos_dir: Path, tmp_path: Path,
                                                          capsys: pytest.CaptureFixture[str]) -> None:
     reference = tmp_path / "reference"
@@ -100,7 +100,7 @@ def test_sigkill_mid_video_then_resume_is_byte_identical(tiny_models: dict[str, 
 
 
 @pytest.mark.slow
-def test_sigkill_twice_all_cli_processes(tiny_models: dict[str, Path],  # noqa: F811
+def test_sigkill_twice_all_cli_processes(tiny_models: dict[str, Path],
                                              videos_dir: Path, tmp_path: Path) -> None:
     reference = tmp_path / "reference"
     proc = run(dataset_cmd(tiny_models, reference, inputs(videos_dir), *EXTRA))

@@ -132,21 +132,20 @@ def test_shards_running_at_the_same_time_then_merge_equal_one_run(tmp_path: Path
 def test_shards_share_a_folder_but_exclude_other_runs(tmp_path: Path) -> None:
     layout = DatasetLayout(tmp_path / "out")
     with layout.locked(Shard(0, 2)), DatasetLayout(tmp_path / "out").locked(Shard(1, 2)):
-        with pytest.raises(OutputError, match=r"in use by another .* \(shard 0/2 is already running\)"):
-            with DatasetLayout(tmp_path / "out").locked(Shard(0, 2)):
-                pass
-        with pytest.raises(OutputError, match=r"in use by another gsam2-video dataset run$"):
-            with DatasetLayout(tmp_path / "out").locked():
-                pass
+        with pytest.raises(OutputError, match=r"in use by another .* \(shard 0/2 is already running\)"), \
+                DatasetLayout(tmp_path / "out").locked(Shard(0, 2)):
+            pass
+        with pytest.raises(OutputError, match=r"in use by another gsam2-video dataset run$"), \
+                DatasetLayout(tmp_path / "out").locked():
+            pass
         with pytest.raises(OutputError, match="in use by another"):
             merge_dataset(DatasetLayout(tmp_path / "out"))
-        with pytest.raises(OutputError, match=r"with 2 shards; shard 1/3 would overlap it"):
-            with DatasetLayout(tmp_path / "out").locked(Shard(1, 3)):
-                pass
-    with layout.locked():  # all released
-        with pytest.raises(OutputError, match=r"\(a run without --shard, or a merge\)"):
-            with DatasetLayout(tmp_path / "out").locked(Shard(0, 2)):
-                pass
+        with pytest.raises(OutputError, match=r"with 2 shards; shard 1/3 would overlap it"), \
+                DatasetLayout(tmp_path / "out").locked(Shard(1, 3)):
+            pass
+    with layout.locked(), pytest.raises(OutputError, match=r"\(a run without --shard, or a merge\)"), \
+            DatasetLayout(tmp_path / "out").locked(Shard(0, 2)):  # all released: a full run holds the folder
+        pass
     with layout.locked(Shard(0, 3)):  # a finished 2-way split does not block a new 3-way one
         pass
 

@@ -354,8 +354,8 @@ class RayBackend:
             return
         try:
             ray.kill(slot.actor, no_restart=True)
-        except Exception:  # noqa: BLE001 - already gone
-            pass
+        except Exception as exc:  # noqa: BLE001 - already gone
+            log.debug("Ray worker %d: kill: %s", slot.number, exc)
         slot.actor = None
 
 
