@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from .compose import masks_to_boxes, non_overlapping_masks
-from .config import DEFAULT_DETECTOR, DEFAULT_SAM2, TrackerConfig
+from .config import DEFAULT_DETECTOR, DEFAULT_SAM2, DetectorConfig, PropagatorConfig, TrackerConfig
 from .errors import ConfigError
 from .prompts import Prompt, parse_prompt
 from .tracking.association import associate
@@ -87,6 +87,10 @@ class TrackingRun:
         self.keep_images = keep_images
         self.info: VideoInfo = source.info
         self.live = config.mode == "live" or (config.mode == "auto" and self.info.is_live)
+        detector = tracker.detector
+        if getattr(detector, "config", None) is not None and detector.config != config.detector:
+            detector = detector.with_thresholds(config.detector)
+        self.detector = detector
         self.stats = RunStats()
         self._gen: Iterator[FrameResult] | None = None
 
@@ -129,7 +133,10 @@ class TrackingRun:
                 stats.frames_read += 1
                 if session_size is None:
                     session_size = (frame.height, frame.width)
-                    prop.reset(frame.height, frame.width, num_frames=self.info.frame_count)
+                    # the length (when known) fixes SAM 2's object-pointer position scale as Meta's predictor sets it;
+                    # a one-frame video has no pointers to place
+                    n = self.info.frame_count
+                    prop.reset(frame.height, frame.width, num_frames=n if n is not None and n >= 2 else None)
                 with _Timer(stats, "encode"):
                     feats = prop.encode(frame.image, frame.index)
                 with _Timer(stats, "propagate"):
@@ -162,7 +169,7 @@ class TrackingRun:
     def _keyframe(self, image: np.ndarray, feats: Any, tracked: Any, scores: dict[int, float],
                   registry: TrackRegistry) -> list[tuple[int, torch.Tensor]]:
         """Detect, associate and apply the lifecycle update; returns (track id, mask) of tracks born here."""
-        det, prop, stats = self.tracker.detector, self.tracker.propagator, self.stats
+        det, prop, stats = self.detector, self.tracker.propagator, self.stats
         with _Timer(stats, "detect"):
             dets = det.detect(image, self.prompt)
         stats.detections += len(dets)
@@ -244,8 +251,14 @@ class Tracker:
     def __init__(self, detector: Any, propagator: Any, config: TrackerConfig | None = None) -> None:
         self.detector = detector
         self.propagator = propagator
-        self.config = config or TrackerConfig()
-        self.config.validate()
+        config = replace(config) if config is not None else TrackerConfig()
+        # the loaded models' own settings are the truth; the config records them (run.json, overrides)
+        if isinstance(getattr(detector, "config", None), DetectorConfig):
+            config.detector = detector.config
+        if isinstance(getattr(propagator, "config", None), PropagatorConfig):
+            config.propagator = propagator.config
+        config.validate()
+        self.config = config
 
     @classmethod
     def from_pretrained(cls, detector: str | Path = DEFAULT_DETECTOR, sam2: str | Path = DEFAULT_SAM2,
@@ -268,7 +281,8 @@ class Tracker:
               **overrides: Any) -> TrackingRun:
         """Track the objects ``prompt`` names through ``source`` (a path, glob, camera index, URL or an
         opened FrameSource). ``overrides`` set fields of the keyframe and association configs by name
-        (e.g. ``detect_every=5``, ``iou_threshold=0.4``, ``max_objects=20``).
+        (e.g. ``detect_every=5``, ``iou_threshold=0.4``, ``max_objects=20``) and the detector's
+        post-processing (``box_threshold``, ``text_threshold``, ``max_detections``, ``nms_iou``, input size).
         """
         from .sources import open_source
 
@@ -279,12 +293,21 @@ class Tracker:
         return TrackingRun(self, source, prompt, config, keep_images)
 
 
+#: detector fields a single run may override (the model itself is fixed once loaded)
+DETECTOR_RUN_FIELDS = ("box_threshold", "text_threshold", "max_detections", "nms_iou", "shortest_edge",
+                       "longest_edge")
+
+
 def _with_overrides(base: TrackerConfig, mode: str | None, overrides: dict[str, Any]) -> TrackerConfig:
     """A copy of ``base`` with per-run overrides applied to whichever stage config owns each field."""
-    config = replace(base, keyframes=replace(base.keyframes), association=replace(base.association))
+    config = replace(base, keyframes=replace(base.keyframes), association=replace(base.association),
+                     detector=replace(base.detector))
     if mode is not None:
         config.mode = mode  # type: ignore[assignment]
     for key, value in overrides.items():
+        if key in DETECTOR_RUN_FIELDS:
+            setattr(config.detector, key, value)
+            continue
         for part in (config.keyframes, config.association):
             if hasattr(part, key):
                 setattr(part, key, value)

@@ -166,3 +166,20 @@ def test_unknown_override_is_rejected(tiny_models, videos_dir: Path) -> None:
         tracker.track(videos_dir / "tree.avi", "person.", frobnicate=3)
     with pytest.raises(ConfigError, match="detect-every"):
         tracker.track(videos_dir / "tree.avi", "person.", detect_every=0)
+
+
+def test_detector_thresholds_override_per_run(tiny_models, videos_dir: Path) -> None:
+    from gsam2_video.models.detector import Detector
+
+    det = Detector.from_pretrained(str(tiny_models["detector"]), device="cpu")
+    prop = Sam2Propagator.from_pretrained(str(tiny_models["sam2"]), PropagatorConfig(), device="cpu")
+    tracker = Tracker(det, prop)
+    assert tracker.config.detector is det.config
+    with tracker.track(videos_dir / "tree.avi", "tree. hand.", max_frames=1, box_threshold=0.05,
+                       text_threshold=0.05) as run:
+        list(run)
+    assert run.stats.detections > 0
+    with tracker.track(videos_dir / "tree.avi", "tree. hand.", max_frames=1, box_threshold=1.0) as run:
+        list(run)
+    assert run.stats.detections == 0
+    assert det.config.box_threshold == 0.35  # the shared detector is untouched

@@ -20,6 +20,8 @@ is absent, which is how this project runs), resized to the configured shortest/l
 
 from __future__ import annotations
 
+import copy
+
 import dataclasses
 from dataclasses import dataclass
 from typing import Any
@@ -28,7 +30,7 @@ import numpy as np
 import torch
 
 from ..config import DetectorConfig
-from ..errors import ModelError
+from ..errors import ConfigError, ModelError
 from ..prompts import Prompt, chunk_prompt, class_token_positions, parse_prompt, sentence
 from ..types import Detections
 from . import loading
@@ -183,6 +185,22 @@ class Detector:
             raise ModelError(f"detector input {h}x{w} is too small for this model ({tokens} image tokens, "
                              f"{queries} queries, coarsest level {fh}x{fw}); raise the detector's "
                              f"shortest/longest edge")
+
+    def with_thresholds(self, config: DetectorConfig) -> "Detector":
+        """A detector sharing this one's model but with other thresholds / limits (per-run overrides).
+
+        The model and its text limit are fixed when it loads; thresholds, limits, NMS and input size are
+        read per call, so they may differ.
+        """
+        fixed = ("model", "max_text_tokens")
+        changed = [f for f in fixed if getattr(config, f) != getattr(self.config, f)]
+        if changed:
+            raise ConfigError(f"detector setting(s) {', '.join(changed)} cannot change per run; load another "
+                              f"Detector")
+        config.validate()
+        view = copy.copy(self)
+        view.config = config
+        return view
 
     def detect(self, image: np.ndarray, prompt: Prompt | str) -> Detections:
         """Detections of ``prompt``'s classes in ``image`` (RGB uint8 H x W x 3), highest score first.
