@@ -38,19 +38,23 @@ def clips(videos_dir: Path, corrupt: Path) -> list[Path]:
 
 @pytest.fixture(scope="module")
 def ray_cluster() -> Iterator[object]:
-    """A local two-CPU Ray cluster for the module; workers find the package through PYTHONPATH."""
+    """A local two-CPU Ray cluster for the module. Its processes inherit this environment: workers find the
+    package through PYTHONPATH and never try the hub (HF_HUB_OFFLINE)."""
     ray = pytest.importorskip("ray")
-    saved = os.environ.get("PYTHONPATH")
-    os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), saved) if p)
+    env = {"PYTHONPATH": os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH")) if p),
+           "HF_HUB_OFFLINE": "1"}
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
     try:
         ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING)
         yield ray
     finally:
         ray.shutdown()
-        if saved is None:
-            os.environ.pop("PYTHONPATH", None)
-        else:
-            os.environ["PYTHONPATH"] = saved
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
 
 @pytest.fixture()
@@ -131,6 +135,56 @@ def test_worker_killed_mid_video_is_retried_and_the_output_is_unchanged(
     assert report["summary"]["retried"] == 1
     assert_same_as_local(out, local_reference)
     assert not (out / ".partial").exists()
+
+
+@pytest.mark.slow
+def test_a_video_whose_worker_dies_too_often_fails_alone(
+        ray_cluster: object, tiny_models: dict[str, Path], videos_dir: Path, tmp_path: Path,
+        one_thread: None, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:  # noqa: F811
+    from gsam2_video.cli import main
+    from gsam2_video.dataset.ray_backend import RayBackend, WorkerStatus
+
+    killed: list[int] = []
+
+    def kill_tree(status: WorkerStatus) -> None:
+        if status.video == "tree" and status.frames >= 2 and status.pid not in killed:
+            killed.append(status.pid)
+            os.kill(status.pid, signal.SIGKILL)
+
+    original = RayBackend.__init__
+
+    def with_killer(self: RayBackend, *args: object, **kwargs: object) -> None:
+        original(self, *args, **kwargs)
+        self.on_status = kill_tree
+        self.options = dataclasses.replace(self.options, poll_seconds=0.05)
+
+    monkeypatch.setattr(RayBackend, "__init__", with_killer)
+    out = tmp_path / "out"
+    inputs = [videos_dir / "tree.avi", videos_dir / "carphone_pristine.mp4"]
+    args = dataset_args(tiny_models, out, inputs, *FRAMES, "--backend", "ray", "--workers", "2", "--max-retries", "1")
+    assert main(args) == 1
+    err = capsys.readouterr().err
+    assert len(killed) == 2 and "tree: Ray worker" in err and "no retries left" in err
+    assert "1 done, 0 skipped, 1 failed of 2 videos; 10 frames" in err
+    (failure,) = [json.loads(line) for line in (out / "failures.jsonl").read_text().splitlines()]
+    assert (failure["video"], failure["error"]) == ("tree", "WorkerDied")
+    assert "the Ray worker labelling it died 2 times" in failure["message"]
+    check_video(out, "carphone_pristine", 10, save_frames=True)
+    assert not (out / "Annotations" / "tree").exists() and not (out / ".partial").exists()
+
+
+@pytest.mark.slow
+def test_models_that_do_not_load_on_the_workers_stop_the_run(ray_cluster: object, tmp_path: Path,
+                                                            videos_dir: Path,
+                                                            capsys: pytest.CaptureFixture[str]) -> None:
+    from gsam2_video.cli import main
+
+    out = tmp_path / "out"
+    code = main(["dataset", str(videos_dir / "tree.avi"), "--out", str(out), "--prompt", "tree", "--device", "cpu",
+                 "--detector", str(tmp_path / "no-detector"), "--no-progress", "--backend", "ray", "--workers", "1"])
+    err = capsys.readouterr().err
+    assert code == 2 and "no-detector" in err and "Traceback" not in err
+    assert (out / "failures.jsonl").read_text() == "" and not (out / "Annotations" / "tree").exists()
 
 
 def test_without_ray_the_backend_fails_in_one_line(tmp_path: Path, videos_dir: Path,

@@ -181,6 +181,7 @@ def test_merge_sweeps_killed_shard_debris_and_keeps_latest_failures(tmp_path: Pa
     (["--merge", "{tmp}/ds", "{tmp}/clip.mp4"], "--merge DIR takes no inputs, --manifest, --out or --shard"),
     (["--merge", "{tmp}/ds", "--out", "{tmp}/ds"], "--merge DIR takes no inputs"),
     (["--merge", "{tmp}/missing"], "no such dataset folder"),
+    (["--merge", "{tmp}"], "not a gsam2-video dataset folder (it has no runs/ or shards/)"),
     (["{tmp}/clip.mp4", "--prompt", "car"], "dataset needs --out DIR (or --merge DIR after shard runs)"),
     (["{tmp}/clip.mp4", "--prompt", "car", "--out", "{tmp}/o", "--shard", "2/2"], "shard 2/2: need 0 <= I < N"),
 ])

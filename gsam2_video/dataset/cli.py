@@ -142,6 +142,8 @@ def _run_merge(args: argparse.Namespace) -> int:
         raise ConfigError("--merge DIR takes no inputs, --manifest, --out or --shard")
     if not args.merge.is_dir():
         raise ConfigError(f"--merge {args.merge}: no such dataset folder")
+    if not (args.merge / "runs").is_dir() and not (args.merge / "shards").is_dir():
+        raise ConfigError(f"--merge {args.merge}: not a gsam2-video dataset folder (it has no runs/ or shards/)")
     layout = DatasetLayout(args.merge)
     summary = merge_dataset(layout)
     print(f"gsam2-video dataset: {summary.line()} -> {layout.root}", file=sys.stderr)
