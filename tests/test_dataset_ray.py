@@ -85,8 +85,9 @@ def test_ray_backend_writes_the_bytes_of_a_local_run(ray_cluster: object, tiny_m
     from gsam2_video.cli import main
 
     out = tmp_path / "ray"
+    # three workers on two CPUs: the third never gets a place, and must not keep the run from ending
     args = dataset_args(tiny_models, out, clips(videos_dir, corrupt_clip), *FRAMES, "--backend", "ray",
-                        "--workers", "2")
+                        "--workers", "3")
     assert main(args) == 1
     err = capsys.readouterr().err
     assert "2 done, 0 skipped, 1 failed of 3 videos; 20 frames" in err and "Traceback" not in err

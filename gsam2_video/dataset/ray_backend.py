@@ -180,6 +180,16 @@ class RayBackend:
             raise ConfigError(f"cannot start or reach a Ray cluster at {where}: {exc}") from None
         return True
 
+    def _check_resources(self, ray: Any, progress: RunProgress) -> None:
+        """Say so when no worker fits the cluster as it is now (it waits for an autoscaler, else forever)."""
+        resources = ray.cluster_resources()
+        for key, need, flag in (("CPU", self.options.cpus_per_worker, "--cpus-per-worker"),
+                                ("GPU", self.options.gpus_per_worker, "--gpus-per-worker")):
+            have = float(resources.get(key, 0.0))
+            if need > 0 and have < need:
+                progress.message(f"the Ray cluster has {have:g} {key}s and a worker needs {need:g} ({flag}); "
+                                 f"workers wait until the cluster grows (Ctrl-C to stop)")
+
     def _worker_count(self, ray: Any, videos: int) -> int:
         if self.options.workers is not None:
             return min(self.options.workers, videos)
@@ -213,10 +223,15 @@ class RayBackend:
             num_cpus=self.options.cpus_per_worker, num_gpus=self.options.gpus_per_worker, max_concurrency=2,
             max_restarts=0, max_task_retries=0)
         queue = _Queue(deque((item, 0) for item in items))
+        self._check_resources(ray, progress)
         slots += [_Slot(k) for k in range(self._worker_count(ray, len(items)))]
         for slot in slots:
             self._start(actor_class, slot, queue)
-        while queue.inflight:
+        # until every video is done; a worker still waiting for resources (more workers than the cluster
+        # fits) must not hold up the end of the run
+        while queue.pending or any(kind == "label" for _, kind in queue.inflight.values()):
+            if not queue.inflight:
+                break
             ready, _ = ray.wait(list(queue.inflight), num_returns=1, timeout=self.options.poll_seconds)
             if not ready:
                 self._poll(ray, slots, progress)
