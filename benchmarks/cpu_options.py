@@ -1,0 +1,121 @@
+"""CPU speed options for the per-frame SAM 2 step: bf16 autocast, thread count, torch.compile.
+
+Why: on a CPU the per-frame SAM 2 work (image encoder, memory attention, mask decoder, memory encoder) is
+most of a run, and three knobs might make it cheaper: bf16 autocast (``--dtype bf16``; accuracy reported as
+mask IoU against fp32 on the same frames), the torch thread count, and ``torch.compile`` of the image
+encoder (the largest network; compile time is reported separately from the steady per-frame time).
+
+Each variant runs in a fresh process (thread settings and compile caches do not leak) on the same frames
+and the same box prompts, with the same random weights (Meta hiera-tiny SAM 2.1 converted, ``--sam2-input``
+px). Per run: median seconds per frame over frames 2..N (frame 1 includes warm-up / compilation). Variants
+are interleaved over ``--runs`` rounds so a change in machine load hits all of them; medians reported.
+
+Run: /work/venv/bin/python benchmarks/cpu_options.py [--sam2-input 256 --frames 12 --runs 3]; prints JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import _common as C  # noqa: E402
+
+BOXES = [(300.0, 120.0, 400.0, 380.0), (480.0, 160.0, 600.0, 460.0)]
+VARIANTS = {
+    "fp32_threads2": {"dtype": "fp32", "threads": 2, "compile": False},
+    "fp32_threads1": {"dtype": "fp32", "threads": 1, "compile": False},
+    "bf16_threads2": {"dtype": "bf16", "threads": 2, "compile": False},
+    "fp32_threads2_compiled_encoder": {"dtype": "fp32", "threads": 2, "compile": True},
+}
+
+
+def child(args: argparse.Namespace) -> dict[str, Any]:
+    v = VARIANTS[args.child]
+    torch.set_num_threads(v["threads"])
+    prop = C.our_propagator_from_meta(args.sam2_input, dtype=v["dtype"])
+    if v["compile"]:
+        prop.model.vision_encoder = torch.compile(prop.model.vision_encoder, dynamic=False)
+    frames = C.read_frames(Path(args.video), args.frames)
+    times, masks = [], []
+    for i, rgb in enumerate(frames):
+        t = time.perf_counter()
+        if i == 0:
+            prop.reset(*rgb.shape[:2], num_frames=len(frames))
+        feats = prop.encode(rgb, i)
+        prop.propagate(feats)
+        if i == 0:
+            for oid, box in enumerate(BOXES, start=1):
+                prop.add_object(oid, feats, box=box)
+        out = prop.commit(feats)
+        times.append(time.perf_counter() - t)
+        masks.append((out.logits > 0).numpy())
+    np.save(args.masks_out, np.stack(masks))
+    return {"first_frame_s": round(times[0], 3), "median_frame_s": round(C.median(times[1:]), 4),
+            "threads": torch.get_num_threads(), "load_average_after": C.load_average()}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--video", default=str(C.VIDEOS / "vtest.avi"))
+    p.add_argument("--frames", type=int, default=12)
+    p.add_argument("--sam2-input", type=int, default=256)
+    p.add_argument("--runs", type=int, default=3)
+    p.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+    p.add_argument("--child", choices=list(VARIANTS), help=argparse.SUPPRESS)
+    p.add_argument("--masks-out", help=argparse.SUPPRESS)
+    args = p.parse_args()
+    if args.child:
+        print(json.dumps(child(args)))
+        return
+    C.meta_checkpoint(args.sam2_input)
+    script = Path(__file__).resolve()
+    base = ["--video", args.video, "--frames", str(args.frames), "--sam2-input", str(args.sam2_input)]
+    runs: dict[str, list[dict[str, Any]]] = {k: [] for k in args.variants}
+    ious: dict[str, dict[str, float]] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for r in range(args.runs):
+            for name in args.variants:
+                out = Path(tmp) / f"{name}-{r}.npy"
+                try:
+                    res = C.run_child(script, [*base, "--child", name, "--masks-out", str(out)])
+                except RuntimeError as exc:
+                    res = {"error": str(exc).splitlines()[-1][:300]}
+                runs[name].append(res)
+        ref = np.load(Path(tmp) / f"{args.variants[0]}-0.npy")
+        for name in args.variants:
+            path = Path(tmp) / f"{name}-0.npy"
+            if not path.exists():
+                continue
+            m = np.load(path)
+            per = [C.mask_iou(ref[f, o], m[f, o]) for f in range(ref.shape[0]) for o in range(ref.shape[1])]
+            ious[name] = {"mean": round(float(np.mean(per)), 4), "min": round(float(np.min(per)), 4),
+                          "foreground_fraction_ref": round(float(ref.mean()), 4)}
+    summary = {}
+    ref_t = None
+    for name in args.variants:
+        ok = [r for r in runs[name] if "median_frame_s" in r]
+        if not ok:
+            summary[name] = {"error": runs[name][0].get("error")}
+            continue
+        t = C.median([r["median_frame_s"] for r in ok])
+        ref_t = t if ref_t is None else ref_t
+        summary[name] = {"median_frame_s": round(t, 4), "speed_vs_first_variant": round(ref_t / t, 3),
+                         "first_frame_s_median": round(C.median([r["first_frame_s"] for r in ok]), 3),
+                         "mask_iou_vs_first_variant": ious.get(name)}
+    C.emit({"setup": {"sam2": f"Meta sam2.1 hiera-tiny random weights at {args.sam2_input} px, converted",
+                      "frames": args.frames, "objects": len(BOXES), "reference_variant": args.variants[0]},
+            "summary": summary, "runs": runs})
+
+
+if __name__ == "__main__":
+    main()
