@@ -23,6 +23,7 @@ oversubscribe a machine's cores.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import socket
@@ -166,6 +167,10 @@ class RayBackend:
         self.on_status = on_status
         self.retried = 0
         self.workers_started = 0
+
+    def stats(self) -> dict[str, Any]:
+        """For the run report: workers started (replacements included) and videos retried."""
+        return {"workers_started": self.workers_started, "retried": self.retried, **dataclasses.asdict(self.options)}
 
     # -- cluster -------------------------------------------------------------------------------------------
     def _connect(self, ray: Any) -> bool:

@@ -284,6 +284,8 @@ class DatasetRunner:
         doc: dict[str, Any] = {"kind": "dataset", "out": str(self.layout.root), "models": self.model_settings,
                                "backend": getattr(self.backend, "name", "local"), "started": started,
                                "finished": now(), "summary": summary.to_json()}
+        if hasattr(self.backend, "stats"):
+            doc["backend_stats"] = self.backend.stats()
         if self.shard is not None:
             doc["shard"] = self.shard.to_json()
         write_run_json(self.layout.run_report_path(self.shard), doc)
