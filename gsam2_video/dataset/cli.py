@@ -48,18 +48,6 @@ classes, and tracker fields such as detect_every or iou_threshold.
 """
 
 
-def _int_at_least(low: int):
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-        if value < low:
-            raise argparse.ArgumentTypeError(f"must be >= {low}, got {value}")
-        return value
-    return parse
-
-
 def _float_at_least(low: float):
     def parse(text: str) -> float:
         try:
@@ -74,7 +62,7 @@ def _float_at_least(low: float):
 
 def add_dataset_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Register ``dataset`` on the main CLI's subparsers."""
-    from ..cli import add_model_options
+    from ..cli import add_model_options, int_at_least
 
     p = subparsers.add_parser(
         "dataset", help="label many videos into a YouTube-VOS / YouTube-VIS mask dataset (resumable)",
@@ -92,23 +80,23 @@ def add_dataset_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--manifest", type=Path, default=None, metavar="FILE",
                    help="JSONL or CSV with per-video source, prompt and setting overrides")
     p.add_argument("--save-frames", action="store_true", help="also write JPEGImages/<video>/<frame>.jpg")
-    p.add_argument("--jpeg-quality", type=_int_at_least(1), default=95, metavar="Q",
+    p.add_argument("--jpeg-quality", type=int_at_least(1), default=95, metavar="Q",
                    help="JPEG quality of saved frames (default 95)")
     g = p.add_argument_group("filters (per video, after tracking)")
-    g.add_argument("--min-area", type=_int_at_least(0), default=0, metavar="N",
+    g.add_argument("--min-area", type=int_at_least(0), default=0, metavar="N",
                    help="drop an object's mask on frames where it has fewer than N pixels")
-    g.add_argument("--min-track-length", type=_int_at_least(1), default=1, metavar="N",
+    g.add_argument("--min-track-length", type=int_at_least(1), default=1, metavar="N",
                    help="drop objects present on fewer than N frames")
     g.add_argument("--classes", default=None, metavar="A,B",
                    help="keep only objects of these classes (names from the prompt)")
-    g.add_argument("--max-live-objects", type=_int_at_least(1), default=None, metavar="N",
+    g.add_argument("--max-live-objects", type=int_at_least(1), default=None, metavar="N",
                    help="also cap the tracker's simultaneous tracks (new objects beyond it are not started); saves "
                         "compute on crowded videos, unlike --max-objects which filters afterwards")
     g = p.add_argument_group("decoding")
     g.add_argument("--decoder", default="av", choices=["av", "decord", "opencv"])
-    g.add_argument("--start", type=_int_at_least(0), default=0, metavar="N", help="first frame index")
-    g.add_argument("--stride", type=_int_at_least(1), default=1, metavar="S", help="label every S-th frame")
-    g.add_argument("--max-frames", type=_int_at_least(1), default=None, metavar="N",
+    g.add_argument("--start", type=int_at_least(0), default=0, metavar="N", help="first frame index")
+    g.add_argument("--stride", type=int_at_least(1), default=1, metavar="S", help="label every S-th frame")
+    g.add_argument("--max-frames", type=int_at_least(1), default=None, metavar="N",
                    help="label at most N frames per video")
     g.add_argument("--allow-partial", action="store_true",
                    help="keep videos that decode only partly (truncated files) instead of failing them")
@@ -122,13 +110,13 @@ def add_dataset_parser(subparsers: Any) -> argparse.ArgumentParser:
     g.add_argument("--ray-address", default=None, metavar="ADDR",
                    help="Ray cluster to join (e.g. ray://head:10001 or auto); default: RAY_ADDRESS, else a "
                         "local Ray started for this run")
-    g.add_argument("--workers", type=_int_at_least(1), default=None, metavar="N",
+    g.add_argument("--workers", type=int_at_least(1), default=None, metavar="N",
                    help="Ray workers (default: as many as the cluster's CPUs, or GPUs, fit)")
     g.add_argument("--gpus-per-worker", type=_float_at_least(0.0), default=0.0, metavar="F",
                    help="GPUs each Ray worker reserves (e.g. 1, or 0.5 for two per GPU); default 0")
     g.add_argument("--cpus-per-worker", type=_float_at_least(0.01), default=1.0, metavar="F",
                    help="CPUs each Ray worker reserves; also its torch threads (default 1)")
-    g.add_argument("--max-retries", type=_int_at_least(0), default=2, metavar="N",
+    g.add_argument("--max-retries", type=int_at_least(0), default=2, metavar="N",
                    help="times a video is retried after its Ray worker died (default 2)")
     add_model_options(p)
     for action in p._actions:  # the shared option caps live tracks; here it is the per-video object filter
