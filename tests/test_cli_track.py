@@ -247,3 +247,19 @@ def test_example_script_runs(tmp_path: Path, tiny_models: dict[str, Path], video
     assert proc.returncode == 0, proc.stderr
     assert len(list((tmp_path / "ex" / "masks").glob("*.png"))) == 4
     assert "4 frames" in proc.stdout
+
+
+def test_show_without_gui_is_one_line(tmp_path: Path, tiny_models: dict[str, Path], videos_dir: Path) -> None:
+    import cv2
+
+    try:  # a GUI-capable OpenCV with a display would open a window: nothing to check here then
+        cv2.namedWindow("probe")
+        cv2.destroyAllWindows()
+        pytest.skip("this OpenCV build can open windows")
+    except cv2.error:
+        pass
+    proc = run_cli("track", str(videos_dir / "tree.avi"), "--prompt", "tree.", "--show", "--out",
+                   str(tmp_path / "o"), "--detector", str(tiny_models["detector"]), "--sam2",
+                   str(tiny_models["sam2"]), "--device", "cpu", "--max-frames", "2")
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr
+    assert "--show" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
