@@ -136,11 +136,29 @@ def _build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _configure_logging(verbose: bool) -> None:
+    """Our warnings as ``gsam2-video: WARNING: ...``; the libraries' chatter (weight-loading bars, hub
+    retries) only with --verbose."""
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("gsam2-video: %(levelname)s: %(message)s"))
+    log.handlers[:] = [handler]
+    log.setLevel(logging.DEBUG if verbose else logging.WARNING)
+    log.propagate = False
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING)
+    if not verbose:
+        try:
+            from transformers.utils import logging as hf_logging
+
+            hf_logging.set_verbosity_error()
+            hf_logging.disable_progress_bar()
+        except ImportError:  # pragma: no cover - transformers is a dependency
+            pass
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
-                        format="gsam2-video: %(levelname)s: %(message)s")
+    _configure_logging(args.verbose)
     try:
         if args.command == "track":
             from .commands.track import run_track

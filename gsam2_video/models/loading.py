@@ -8,9 +8,11 @@ names the model and how to get it, instead of transformers' multi-line OSError.
 from __future__ import annotations
 
 import os
+import socket
 from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import Any, TypeVar
+from urllib.parse import urlparse
 
 import torch
 
@@ -62,8 +64,16 @@ def _offline() -> bool:
     return os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes")
 
 
+def looks_like_path(name: str) -> bool:
+    """A local path rather than a hub id ("org/name"): absolute, relative, home, or a checkpoint file."""
+    return (name.startswith(("/", "./", "../", "~")) or name.count("/") > 1 or "\\" in name
+            or name.endswith((".pt", ".pth", ".safetensors")))
+
+
 def missing_weights_message(kind: str, name_or_path: str, cause: BaseException) -> str:
     """The one line users see when a model cannot be found locally or fetched."""
+    if looks_like_path(name_or_path) and not Path(name_or_path).expanduser().exists():
+        return f"cannot load {kind} from {name_or_path}: no such file or directory"
     if Path(name_or_path).expanduser().exists():
         return f"cannot load {kind} from {name_or_path}: {str(cause).splitlines()[0] if str(cause) else type(cause).__name__}"
     how = (f"download it on a connected machine (huggingface-cli download {name_or_path}) and copy the HF cache "
@@ -72,10 +82,26 @@ def missing_weights_message(kind: str, name_or_path: str, cause: BaseException) 
     return f"cannot load {kind} {name_or_path!r}: {where}; {how}"
 
 
+def hub_resolvable() -> bool:
+    """Whether the hub's host name resolves: without DNS a download can only fail, after ~30 s of retries."""
+    host = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co")).hostname or "huggingface.co"
+    try:
+        socket.getaddrinfo(host, 443)
+    except OSError:
+        return False
+    return True
+
+
 def from_pretrained(cls: type[M], name_or_path: str | os.PathLike[str], *, kind: str, **kwargs: Any) -> M:
-    """``cls.from_pretrained`` with the project's error contract; never enables trust_remote_code."""
+    """``cls.from_pretrained`` with the project's error contract; never enables trust_remote_code.
+
+    A hub id is looked up in the local cache only when the hub cannot be reached (offline mode or no DNS),
+    so a missing model fails at once with one line instead of after transformers' retries.
+    """
     name = str(name_or_path)
     kwargs.setdefault("trust_remote_code", False)
+    if not Path(name).expanduser().exists() and (_offline() or not hub_resolvable()):
+        kwargs.setdefault("local_files_only", True)
     try:
         return cls.from_pretrained(name, **kwargs)  # type: ignore[attr-defined]
     except (OSError, ValueError, EnvironmentError) as exc:
