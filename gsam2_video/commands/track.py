@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -103,7 +104,7 @@ def run_track(args: argparse.Namespace) -> int:
     stats = run.stats.to_json()
     src_stats = getattr(source, "stats", {}) or {}
     report: dict[str, Any] = {
-        "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]) if sys.argv else "gsam2-video track",
+        "command": shlex.join(["gsam2-video", *sys.argv[1:]]),
         "source": {**info.to_json(), "decoder": args.decoder, "start": args.start, "stride": args.stride,
                    "max_frames": args.max_frames},
         "prompt": list(prompt.classes),
