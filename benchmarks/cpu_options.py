@@ -35,6 +35,7 @@ VARIANTS = {
     "fp32_threads2": {"dtype": "fp32", "threads": 2, "compile": False},
     "fp32_threads1": {"dtype": "fp32", "threads": 1, "compile": False},
     "bf16_threads2": {"dtype": "bf16", "threads": 2, "compile": False},
+    "bf16_threads1": {"dtype": "bf16", "threads": 1, "compile": False},
     "fp32_threads2_compiled_encoder": {"dtype": "fp32", "threads": 2, "compile": True},
 }
 
