@@ -42,7 +42,14 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..errors import OutputError
-from ..sinks.atomic import PARTIAL_TAG, AtomicFile, prepare_output_dir, remove_quietly, replace_dir
+from ..sinks.atomic import (
+    PARTIAL_TAG,
+    AtomicFile,
+    prepare_output_dir,
+    remove_quietly,
+    replace_dir,
+    write_text_atomic,
+)
 from ..sinks.davis import DavisSink
 from ..sinks.runinfo import write_run_json
 from ..types import VideoInfo
@@ -70,13 +77,7 @@ def _package_version() -> str:
 
 def _write_json(path: Path, doc: Any, *, compact: bool = False) -> Path:
     text = (json.dumps(doc, separators=(",", ":")) if compact else json.dumps(doc, indent=2)) + "\n"
-    out = AtomicFile(path, "w")
-    try:
-        out.write(text)
-    except OSError as err:
-        out.discard()
-        raise OutputError(f"cannot write {path}: {err.strerror or err}") from err
-    return out.commit()
+    return write_text_atomic(path, text)
 
 
 class VideoStage:

@@ -133,6 +133,11 @@ def write_bytes_atomic(final: str | os.PathLike[str], data: bytes) -> Path:
     return f.commit()
 
 
+def write_text_atomic(final: str | os.PathLike[str], text: str) -> Path:
+    """Write a whole UTF-8 text file in one go, atomically."""
+    return write_bytes_atomic(final, text.encode("utf-8"))
+
+
 def make_partial_dir(final: Path) -> Path:
     """A fresh hidden temporary folder next to ``final``."""
     try:

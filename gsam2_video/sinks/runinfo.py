@@ -19,8 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import OutputError
-from .atomic import AtomicFile
+from .atomic import write_text_atomic
 
 #: distributions whose versions describe a run (looked up without importing them)
 VERSIONED_PACKAGES = ("gsam2-video", "torch", "transformers", "numpy", "av", "opencv-python-headless",
@@ -65,12 +64,4 @@ def write_run_json(path: str | os.PathLike[str], report: dict[str, Any]) -> Path
     """Write ``report`` (plus ``versions`` if absent) to ``path`` atomically; returns the path."""
     doc = dict(report)
     doc.setdefault("versions", collect_versions())
-    text = json.dumps(to_jsonable(doc), indent=2, allow_nan=False) + "\n"
-    final = Path(path)
-    out = AtomicFile(final, "w")
-    try:
-        out.write(text)
-    except OSError as err:
-        out.discard()
-        raise OutputError(f"cannot write {final}: {err.strerror or err}") from err
-    return out.commit()
+    return write_text_atomic(path, json.dumps(to_jsonable(doc), indent=2, allow_nan=False) + "\n")
