@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import subprocess
@@ -14,29 +13,17 @@ from pathlib import Path
 
 import av
 import pytest
+from stream_media import remux_ts
 
 REPO = Path(__file__).resolve().parents[1]
 
 
-def _remux_ts(path: Path) -> bytes:
-    buf = io.BytesIO()
-    with av.open(str(path)) as inp, av.open(buf, "w", format="mpegts") as out:
-        ins = inp.streams.video[0]
-        outs = out.add_stream_from_template(ins)
-        for packet in inp.demux(ins):
-            if packet.dts is None:
-                continue
-            packet.stream = outs
-            out.mux(packet)
-    return buf.getvalue()
-
-
 @pytest.fixture()
 def http_stream(videos_dir: Path) -> Iterator[str]:
-    data = _remux_ts(videos_dir / "carphone_pristine.mp4")
+    data = remux_ts(videos_dir / "carphone_pristine.mp4")
 
     class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 (http.server API)
+        def do_GET(self) -> None:
             self.send_response(200)
             self.send_header("Content-Type", "video/mp2t")
             self.send_header("Content-Length", str(len(data)))

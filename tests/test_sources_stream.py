@@ -20,25 +20,13 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
+from stream_media import remux_ts
 
 from gsam2_video.errors import SourceError
 from gsam2_video.sources import ReconnectPolicy, open_source
 
 FAST_RETRY = ReconnectPolicy(max_attempts=2, initial_delay=0.05, factor=2.0, max_delay=0.2, max_total_s=5.0)
 CLIP = "carphone_pristine.mp4"  # 120 frames, 176 x 144, h264
-
-
-def _remux_ts(path: Path) -> bytes:
-    buf = io.BytesIO()
-    with av.open(str(path)) as inp, av.open(buf, "w", format="mpegts") as out:
-        ins = inp.streams.video[0]
-        outs = out.add_stream_from_template(ins)
-        for packet in inp.demux(ins):
-            if packet.dts is None:
-                continue
-            packet.stream = outs
-            out.mux(packet)
-    return buf.getvalue()
 
 
 def _count_frames(data: bytes) -> int:
@@ -60,7 +48,7 @@ def _count_frames(data: bytes) -> int:
 
 @pytest.fixture(scope="module")
 def ts_data(videos_dir: Path) -> bytes:
-    return _remux_ts(videos_dir / CLIP)
+    return remux_ts(videos_dir / CLIP)
 
 
 @pytest.fixture(scope="module")
