@@ -94,7 +94,7 @@ def median(values: Sequence[float]) -> float:
 
 def run_child(script: Path, args: Sequence[str], env: dict[str, str] | None = None) -> dict[str, Any]:
     """Run ``script args`` in a fresh interpreter (clean peak RSS) and parse the JSON on its last stdout line."""
-    proc = subprocess.run([sys.executable, str(script), *args], capture_output=True, text=True,
+    proc = subprocess.run([sys.executable, str(script), *args], capture_output=True, text=True, check=False,
                           env={**os.environ, **(env or {})}, cwd=REPO)
     if proc.returncode != 0:
         raise RuntimeError(f"{script.name} {' '.join(args)} failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
@@ -233,7 +233,7 @@ class LoopedSource:
             j = j if j < n else 2 * n - 2 - j
             yield Frame(index=i, timestamp=i / 25.0, image=self.frames[j])
 
-    def __enter__(self) -> "LoopedSource":
+    def __enter__(self) -> LoopedSource:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -28,7 +28,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import _common as C  # noqa: E402
+import _common as C
 
 BOXES = [(300.0, 120.0, 400.0, 380.0), (480.0, 160.0, 600.0, 460.0)]
 VARIANTS = {

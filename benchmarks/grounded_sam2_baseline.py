@@ -45,7 +45,7 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import _common as C  # noqa: E402
+import _common as C
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -201,6 +201,7 @@ def main() -> None:
     p.add_argument("--max-detections", type=int, default=3,
                    help="both sides keep the top-N boxes per keyframe (random weights fire everywhere)")
     p.add_argument("--runs", type=int, default=3)
+    p.add_argument("--threads", type=int, default=0, help="torch threads on both sides (0 = torch's default)")
     p.add_argument("--child", choices=["ours", "baseline"], help=argparse.SUPPRESS)
     args = p.parse_args()
     det = C.detector_dir(args.detector_kind)
@@ -208,6 +209,8 @@ def main() -> None:
               args.text_threshold, args.max_detections)
     if args.child:
         torch.manual_seed(0)
+        if args.threads:
+            torch.set_num_threads(args.threads)
         if args.child == "ours":
             res = run_ours(*common)
         else:
@@ -231,7 +234,8 @@ def main() -> None:
                   "detector": f"{args.detector_kind} random Grounding DINO, 800/1333 input",
                   "frames": args.frames, "k": args.k, "prompt": args.prompt,
                   "thresholds": [args.box_threshold, args.text_threshold],
-                  "max_detections_per_keyframe": args.max_detections},
+                  "max_detections_per_keyframe": args.max_detections,
+                  "torch_threads": args.threads or torch.get_num_threads()},
         "runs": runs, "median": med,
         "ratios_ours_over_baseline": {
             "wall_median": round(med["ours"]["wall_s"] / med["baseline"]["wall_s"], 3),

@@ -34,7 +34,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import _common as C  # noqa: E402
+import _common as C
 
 BOXES = [(300.0, 120.0, 400.0, 380.0), (480.0, 160.0, 600.0, 460.0)]  # two people-sized boxes in vtest.avi
 
@@ -49,21 +49,15 @@ def _held_bytes_of(obj: Any) -> int:
         if isinstance(o, torch.Tensor):
             st = o.untyped_storage()
             seen[st.data_ptr()] = st.nbytes()
-        elif isinstance(o, dict):
-            if id(o) not in visited:
-                visited.add(id(o))
-                stack.extend(o.values())
-        elif isinstance(o, (list, tuple, set)):
-            if id(o) not in visited:
-                visited.add(id(o))
-                stack.extend(o)
+        elif isinstance(o, (dict, list, tuple, set)) and id(o) not in visited:
+            visited.add(id(o))
+            stack.extend(o.values() if isinstance(o, dict) else o)
     return sum(seen.values())
 
 
 def child_pipeline(args: argparse.Namespace) -> dict[str, Any]:
-    from gsam2_video.config import TrackerConfig
+    from gsam2_video.config import AssociationConfig, DetectorConfig, KeyframeConfig, TrackerConfig
     from gsam2_video.pipeline import Tracker
-    from gsam2_video.config import AssociationConfig, DetectorConfig, KeyframeConfig
 
     frames = C.read_frames(Path(args.video), args.unique)
     config = TrackerConfig(detector=DetectorConfig(box_threshold=0.05, text_threshold=0.05),

@@ -31,7 +31,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import _common as C  # noqa: E402
+import _common as C
 
 
 def run_tracker(detector_dir: Path, propagator: Any, video: Path, frames: int, *, detect_every: int,
