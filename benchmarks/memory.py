@@ -9,7 +9,8 @@ are held by the source, the same at every length):
 
 * ``pipeline``: the full Tracker (tiny random Grounding DINO + tiny random SAM 2, keyframes every 10,
   offline mode with back-fill) for ``--lengths`` frames (default 150 and 1500): peak RSS, RSS after model
-  load, the largest ``propagator.held_bytes()`` seen and its value on the last frame.
+  load, the largest ``propagator.held_bytes()`` seen and its value on the last frame, and a trace of
+  current / peak RSS every 150 frames (shows whether a difference in peak RSS is growth or a one-off spike).
 * ``meta`` and ``ours_prop``, side by side: the same random Meta hiera-tiny SAM 2.1 weights at a reduced
   input size (``--meta-size``, default 128 px), the same two box prompts on frame 0, propagated through
   ``--meta-lengths`` frames (default 150 and 600: Meta's predictor is too slow here for 1500 frames of a
@@ -66,6 +67,7 @@ def child_pipeline(args: argparse.Namespace) -> dict[str, Any]:
     tracker = Tracker.from_pretrained(C.detector_dir("tiny"), C.sam2_dir("tiny"), device="cpu", config=config)
     rss_loaded = C.current_rss_mib()
     held_max, held_last, n, ids = 0, 0, 0, set()
+    trace: list[tuple[int, float, float]] = []  # (frames done, current RSS, peak RSS so far) every 150 frames
     t0 = time.perf_counter()
     run = tracker.track(C.LoopedSource(frames, args.frames, Path(args.video).stem), "person. car.")
     with run:
@@ -74,10 +76,12 @@ def child_pipeline(args: argparse.Namespace) -> dict[str, Any]:
             held_max = max(held_max, held_last)
             ids.update(int(t) for t in result.track_ids)
             n += 1
+            if n % 150 == 0:
+                trace.append((n, round(C.current_rss_mib(), 1), round(C.peak_rss_mib(), 1)))
     wall = time.perf_counter() - t0
     return {"frames": n, "tracks": len(ids), "keyframes": run.stats.keyframes, "wall_s": round(wall, 2),
             "rss_after_load_mib": round(rss_loaded, 1), "peak_rss_mib": round(C.peak_rss_mib(), 1),
-            "held_bytes_max": held_max, "held_bytes_last": held_last}
+            "held_bytes_max": held_max, "held_bytes_last": held_last, "rss_trace_frames_current_peak": trace}
 
 
 def _write_jpegs(frames: list[np.ndarray], total: int, folder: Path) -> None:
