@@ -434,13 +434,15 @@ class Sam2Propagator:
 
     def _decode(self, feats: FrameFeatures, pix_feat: torch.Tensor, *, points: torch.Tensor | None = None,
                 labels: torch.Tensor | None = None, masks: torch.Tensor | None = None,
-                multimask: bool) -> tuple[torch.Tensor, ...]:
+                multimask: bool, need_high: bool = True) -> tuple[torch.Tensor, ...]:
         """SAM heads on ``pix_feat`` (B x C x h x w), one object per batch row (Meta's _forward_sam_heads).
 
         Calls transformers' prompt encoder and mask decoder directly: ``_single_frame_forward`` selects
         the best multimask output with indices that only broadcast correctly for a batch of one.
-        Returns low-res (B x 1 x h x w), high-res (B x 1 x S x S), pointer (B x C), score (B x 1 x 1),
-        iou (B) - all float32.
+        Returns low-res (B x 1 x h x w), high-res (B x 1 x S x S; None unless ``need_high``), pointer (B x C),
+        score (B x 1 x 1), iou (B) - all float32. Only the selected mask is upsampled (bilinear upsampling is
+        per channel, so this equals selecting from upsampled multimask outputs): upsampling all of them for
+        100 boxes at 1024 px would allocate ~1.2 GiB per keyframe for nothing.
         """
         model = self.model
         b = pix_feat.shape[0]
@@ -459,24 +461,25 @@ class Sam2Propagator:
         score = obj_logits.float().reshape(b, 1, 1)
         appearing = score > 0
         low_multi = torch.where(appearing[..., None], low_multi, torch.full_like(low_multi, _NO_OBJ_SCORE))
-        high_multi = F.interpolate(low_multi, size=(self.image_size, self.image_size), mode="bilinear",
-                                   align_corners=False)
         token = tokens[:, 0]
         if multimask:
             best = torch.argmax(ious, dim=-1)
             rows = torch.arange(b, device=best.device)
-            low, high, iou = low_multi[rows, best][:, None], high_multi[rows, best][:, None], ious[rows, best]
+            low, iou = low_multi[rows, best][:, None], ious[rows, best]
             if tokens.shape[1] > 1:
                 token = tokens[rows, best]
         else:
-            low, high, iou = low_multi[:, :1], high_multi[:, :1], ious[:, 0]
+            low, iou = low_multi[:, :1], ious[:, 0]
+        high = (F.interpolate(low, size=(self.image_size, self.image_size), mode="bilinear", align_corners=False)
+                if need_high else None)
         with autocast(self.device, self.amp_dtype):
             pointer = model.object_pointer_proj(token).float()
         lam = appearing.reshape(b, 1).float()
         pointer = lam * pointer + (1 - lam) * model.no_object_pointer.float()
         return low, high, pointer, score, iou
 
-    def _box_outputs(self, feats: FrameFeatures, boxes: np.ndarray) -> tuple[torch.Tensor, ...]:
+    def _box_outputs(self, feats: FrameFeatures, boxes: np.ndarray,
+                     need_high: bool = False) -> tuple[torch.Tensor, ...]:
         """Initial-conditioning-frame SAM outputs for pixel boxes (Meta: two points labelled 2 and 3)."""
         b = len(boxes)
         scale = torch.tensor([self.width, self.height] * 2, dtype=torch.float32)
@@ -486,7 +489,7 @@ class Sam2Propagator:
         cfg = self.model.config
         multimask = bool(cfg.multimask_output_in_sam and cfg.multimask_min_pt_num <= 2 <= cfg.multimask_max_pt_num)
         pix = self._top_feature(feats, self.model.no_memory_embedding).expand(b, -1, -1, -1)
-        return self._decode(feats, pix, points=pts, labels=labels, multimask=multimask)
+        return self._decode(feats, pix, points=pts, labels=labels, multimask=multimask, need_high=need_high)
 
     def _prompt_output(self, feats: FrameFeatures, mask: Any, box: Any) -> _Pending:
         if (mask is None) == (box is None):
@@ -512,7 +515,7 @@ class Sam2Propagator:
         high = m * _MASK_OUT_SCALE + _MASK_OUT_BIAS
         low = F.interpolate(high, size=self.low_res_size, mode="bilinear", align_corners=False, antialias=True)
         _, _, pointer, _, _ = self._decode(feats, self._top_feature(feats), masks=self.model.mask_downsample(m),
-                                           multimask=False)
+                                           multimask=False, need_high=False)
         appearing = (m.flatten(1) > 0).any(dim=1, keepdim=True).float()  # 1 x 1
         score = (_MASK_OUT_SCALE * appearing + _MASK_OUT_BIAS).reshape(1, 1, 1)
         pointer = appearing * pointer + (1 - appearing) * self.model.no_object_pointer.float()
