@@ -220,9 +220,11 @@ class TrackingRun:
 
     def _emit(self, p: PendingFrame, registry: TrackRegistry) -> FrameResult:
         with _Timer(self.stats, "emit"):
-            ids = torch.unique(p.labels)
-            ids = ids[ids > 0]
-            masks = p.labels.unsqueeze(0) == ids.view(-1, 1, 1)
+            # every id painted into this frame has a snapshot; ids whose pixels all went to others drop out
+            cand = torch.tensor(sorted(p.scores), dtype=p.labels.dtype)
+            masks = p.labels.unsqueeze(0) == cand.view(-1, 1, 1)
+            present = masks.flatten(1).any(dim=1)
+            ids, masks = cand[present], masks[present]
             boxes = masks_to_boxes(masks).numpy()
             id_list = [int(i) for i in ids]
             # live tracks report their current (voted) class; retired ones what they had at commit
