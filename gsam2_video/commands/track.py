@@ -56,9 +56,12 @@ def run_track(args: argparse.Namespace) -> int:
     display = _Display() if args.show else None
     source = open_source(args.source, decoder=args.decoder, start=args.start, stride=args.stride,
                          max_frames=args.max_frames)
+    created: list[Path] = []
     try:
         info = source.info
-        out_dir = prepare_output_dir(args.out if args.out is not None else default_out_dir(info.name))
+        target = args.out if args.out is not None else default_out_dir(info.name)
+        created = [p for p in (target, *target.parents) if not p.exists()]  # deepest first
+        out_dir = prepare_output_dir(target)  # checked before the (slow) model load
         t_load = time.perf_counter()
         tracker = Tracker.from_pretrained(detector=args.detector, sam2=args.sam2, device=args.device,
                                           dtype=args.dtype, config=config)
@@ -68,6 +71,7 @@ def run_track(args: argparse.Namespace) -> int:
         source.close()
         if display is not None:
             display.close()
+        _remove_empty(created)  # nothing was written: leave no empty run folder behind
         raise
     sinks = make_sinks(kinds, out_dir)
     writer = AsyncWriter(sinks)
@@ -129,6 +133,15 @@ def run_track(args: argparse.Namespace) -> int:
     print(f"gsam2-video: {stats['frames_emitted']} frames, {len(ids_seen)} tracks -> {out_dir}",
           file=sys.stderr)
     return 130 if interrupted else 0
+
+
+def _remove_empty(folders: list[Path]) -> None:
+    """Remove the folders this run created, deepest first, as long as they are empty."""
+    for folder in folders:
+        try:
+            folder.rmdir()
+        except OSError:
+            return
 
 
 def _progress(info: Any, disabled: bool) -> Any:
