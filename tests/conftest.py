@@ -44,3 +44,17 @@ def tiny_models(tmp_path_factory: pytest.TempPathFactory, vocab_file: Path) -> d
     det = save_random_detector(root / "detector", tiny_grounding_dino_config(), vocab_file=vocab_file, seed=0)
     sam = save_random_sam2(root / "sam2", tiny_sam2_config(), seed=0)
     return {"detector": Path(det), "sam2": Path(sam)}
+
+
+@pytest.fixture(scope="session")
+def tree_frames(videos_dir: Path) -> list:
+    """The first 48 frames of tree.avi as RGB uint8 arrays, decoded once with PyAV (the propagator tests)."""
+    import av
+
+    out = []
+    with av.open(str(videos_dir / "tree.avi")) as container:
+        for frame in container.decode(video=0):
+            out.append(frame.to_ndarray(format="rgb24"))
+            if len(out) == 48:
+                break
+    return out

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from gsam2_video.compose import masks_to_boxes
 from gsam2_video.config import AssociationConfig
 from gsam2_video.errors import ConfigError, ModelError
 from gsam2_video.ops.mask_iou import mask_coverage_matrix, mask_iou_matrix
@@ -21,12 +22,8 @@ def rect(x0: int, y0: int, x1: int, y1: int, h: int = H, w: int = W) -> torch.Te
 
 
 def tight(masks: torch.Tensor) -> np.ndarray:
-    out = np.zeros((len(masks), 4), np.float32)
-    for i, m in enumerate(masks.numpy()):
-        ys, xs = np.nonzero(m)
-        if len(ys):
-            out[i] = (xs.min(), ys.min(), xs.max() + 1, ys.max() + 1)
-    return out
+    """Tight pixel-edge xyxy boxes, as the pipeline passes them to ``associate``."""
+    return masks_to_boxes(masks.bool()).numpy()
 
 
 def random_blobs(rng: np.random.Generator, n: int, h: int, w: int, max_size: int) -> torch.Tensor:

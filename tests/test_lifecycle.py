@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import torch
 
+from gsam2_video.compose import masks_to_boxes
 from gsam2_video.config import AssociationConfig
 from gsam2_video.errors import ConfigError
 from gsam2_video.tracking import AssociationResult, TrackRegistry, associate
@@ -33,12 +34,8 @@ def rect(x0: int, y0: int, x1: int, y1: int) -> torch.Tensor:
 
 
 def tight(masks: torch.Tensor) -> np.ndarray:
-    out = np.zeros((len(masks), 4), np.float32)
-    for i, m in enumerate(masks.numpy()):
-        ys, xs = np.nonzero(m)
-        if len(ys):
-            out[i] = (xs.min(), ys.min(), xs.max() + 1, ys.max() + 1)
-    return out
+    """Tight pixel-edge xyxy boxes, as the pipeline passes them to ``associate``."""
+    return masks_to_boxes(masks.bool()).numpy()
 
 
 @dataclass

@@ -15,7 +15,6 @@ import torch
 from gsam2_video.config import PropagatorConfig
 from gsam2_video.errors import ConfigError, ModelError
 from gsam2_video.models.propagator import Sam2Propagator
-from gsam2_video.models.random_sam2 import save_random_sam2, tiny_sam2_config
 from gsam2_video.models.sam2_preprocess import preprocess_frame
 
 BOX1 = (30.0, 20.0, 150.0, 200.0)
@@ -31,21 +30,13 @@ def one_thread():
 
 
 @pytest.fixture(scope="module")
-def sam_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return save_random_sam2(tmp_path_factory.mktemp("sam2") / "tiny", tiny_sam2_config(), seed=0)
+def sam_dir(tiny_models: dict[str, Path]) -> Path:
+    return tiny_models["sam2"]
 
 
 @pytest.fixture(scope="module")
-def frames(videos_dir: Path) -> list[np.ndarray]:
-    import av
-
-    out: list[np.ndarray] = []
-    with av.open(str(videos_dir / "tree.avi")) as container:
-        for frame in container.decode(video=0):
-            out.append(frame.to_ndarray(format="rgb24"))
-            if len(out) == 48:
-                break
-    return out
+def frames(tree_frames: list[np.ndarray]) -> list[np.ndarray]:
+    return tree_frames
 
 
 def make(sam_dir: Path, **cfg) -> Sam2Propagator:

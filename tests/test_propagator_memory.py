@@ -13,7 +13,6 @@ import torch
 from test_propagator import BOX1, blob_mask, make
 
 from gsam2_video.models.propagator import FrameFeatures, Sam2Propagator
-from gsam2_video.models.random_sam2 import save_random_sam2, tiny_sam2_config
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -25,21 +24,13 @@ def one_thread():
 
 
 @pytest.fixture(scope="module")
-def sam_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return save_random_sam2(tmp_path_factory.mktemp("sam2") / "tiny", tiny_sam2_config(), seed=0)
+def sam_dir(tiny_models: dict[str, Path]) -> Path:
+    return tiny_models["sam2"]
 
 
 @pytest.fixture(scope="module")
-def frames(videos_dir: Path) -> list[np.ndarray]:
-    import av
-
-    out: list[np.ndarray] = []
-    with av.open(str(videos_dir / "tree.avi")) as container:
-        for frame in container.decode(video=0):
-            out.append(frame.to_ndarray(format="rgb24"))
-            if len(out) == 48:
-                break
-    return out
+def frames(tree_frames: list[np.ndarray]) -> list[np.ndarray]:
+    return tree_frames
 
 
 def run_long(prop: Sam2Propagator, frames, n: int) -> tuple[list[torch.Tensor], list[int]]:
