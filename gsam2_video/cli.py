@@ -61,8 +61,9 @@ def add_model_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--sam2", default=DEFAULT_SAM2, metavar="ID|PATH",
                    help=f"SAM 2 hub id, local directory or Meta .pt checkpoint (default {DEFAULT_SAM2})")
     g.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    g.add_argument("--dtype", default="fp32", choices=["fp32", "bf16", "fp16"],
-                   help="fp32; bf16 autocast (CPU or GPU); fp16 (GPU only)")
+    g.add_argument("--dtype", default="auto", choices=["auto", "fp32", "bf16", "fp16"],
+                   help="auto (default): bf16 autocast where the GPU or CPU has bf16 hardware (Ampere+, AVX-512 "
+                        "BF16, AMX), else fp32; fp32: exact; fp16: GPU only")
     g = p.add_argument_group("detection and tracking")
     g.add_argument("--detect-every", type=int_at_least(1), default=10, metavar="K",
                    help="run the detector every K frames (plus adaptive keyframes); default 10")

@@ -15,7 +15,7 @@ DEFAULT_DETECTOR = "IDEA-Research/grounding-dino-tiny"
 DEFAULT_SAM2 = "facebook/sam2.1-hiera-tiny"
 
 Device = Literal["auto", "cpu", "cuda"]
-DType = Literal["fp32", "bf16", "fp16"]
+DType = Literal["auto", "fp32", "bf16", "fp16"]
 
 
 def _check(cond: bool, msg: str) -> None:
@@ -117,12 +117,13 @@ class TrackerConfig:
     association: AssociationConfig = field(default_factory=AssociationConfig)
     keyframes: KeyframeConfig = field(default_factory=KeyframeConfig)
     device: Device = "auto"
-    dtype: DType = "fp32"
+    dtype: DType = "auto"  # bf16 where the hardware has it, else fp32 (models.loading.resolve_dtype)
     mode: Literal["auto", "live", "offline"] = "auto"
 
     def validate(self) -> None:
         _check(self.device in ("auto", "cpu", "cuda"), f"device must be auto, cpu or cuda, got {self.device!r}")
-        _check(self.dtype in ("fp32", "bf16", "fp16"), f"dtype must be fp32, bf16 or fp16, got {self.dtype!r}")
+        _check(self.dtype in ("auto", "fp32", "bf16", "fp16"),
+               f"dtype must be auto, fp32, bf16 or fp16, got {self.dtype!r}")
         _check(self.mode in ("auto", "live", "offline"), f"mode must be auto, live or offline, got {self.mode!r}")
         self.detector.validate()
         self.propagator.validate()

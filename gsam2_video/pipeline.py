@@ -23,6 +23,7 @@ import torch
 from .compose import masks_to_boxes, non_overlapping_masks
 from .config import DEFAULT_DETECTOR, DEFAULT_SAM2, DetectorConfig, PropagatorConfig, TrackerConfig
 from .errors import ConfigError
+from .models.loading import precision_name
 from .prompts import Prompt, parse_prompt
 from .tracking.association import associate
 from .tracking.backfill import BackfillBuffer, PendingFrame
@@ -259,12 +260,14 @@ class Tracker:
             config.detector = detector.config
         if isinstance(getattr(propagator, "config", None), PropagatorConfig):
             config.propagator = propagator.config
+        if hasattr(propagator, "amp_dtype"):  # 'auto' recorded as what it resolved to on this machine
+            config.dtype = precision_name(propagator.amp_dtype)  # type: ignore[assignment]
         config.validate()
         self.config = config
 
     @classmethod
     def from_pretrained(cls, detector: str | Path = DEFAULT_DETECTOR, sam2: str | Path = DEFAULT_SAM2,
-                        device: str = "auto", dtype: str = "fp32",
+                        device: str = "auto", dtype: str = "auto",
                         config: TrackerConfig | None = None) -> Tracker:
         """Load both models by hub id, save_pretrained directory, cached id or Meta .pt checkpoint (SAM 2)."""
         from .models.detector import Detector

@@ -79,7 +79,7 @@ def test_grounding_dino_equals_processor_and_post_processing(gdino: Path, frames
                                                              prompt_text: str) -> None:
     cfg = DetectorConfig(box_threshold=0.3, text_threshold=0.5, shortest_edge=160, longest_edge=256,
                          max_detections=900)
-    det = Detector.from_pretrained(str(gdino), cfg, device="cpu")
+    det = Detector.from_pretrained(str(gdino), cfg, device="cpu", dtype="fp32")
     prompt = parse_prompt(prompt_text)
     single_word_matches = total = 0
     for image in frames:
@@ -107,7 +107,7 @@ def test_mm_grounding_dino_equals_processor_and_post_processing(vocab_file: Path
     # MM Grounding DINO initialises its class bias low: random scores stay under ~0.07
     cfg = DetectorConfig(box_threshold=0.02, text_threshold=0.025, shortest_edge=160, longest_edge=256,
                          max_detections=900)
-    det = Detector.from_pretrained(str(path), cfg, device="cpu")
+    det = Detector.from_pretrained(str(path), cfg, device="cpu", dtype="fp32")
     assert type(det.model).__name__ == "MMGroundingDinoForObjectDetection" and det.family == "grounding"
     prompt = parse_prompt("person. bicycle. car")
     compared = 0
@@ -128,7 +128,7 @@ def test_mm_grounding_dino_equals_processor_and_post_processing(vocab_file: Path
 def test_labels_identical_when_each_box_names_one_class(gdino: Path, frames: list[np.ndarray]) -> None:
     """Same model outputs into both post-processings; each query lights exactly one class's tokens."""
     cfg = DetectorConfig(box_threshold=0.3, text_threshold=0.25, shortest_edge=160, longest_edge=256)
-    det = Detector.from_pretrained(str(gdino), cfg, device="cpu")
+    det = Detector.from_pretrained(str(gdino), cfg, device="cpu", dtype="fp32")
     prompt = parse_prompt("traffic light. light. race car. car")
     chunk = det.plan(prompt)[0]
     rng = np.random.default_rng(0)
@@ -156,7 +156,7 @@ def test_labels_identical_when_each_box_names_one_class(gdino: Path, frames: lis
 def test_owlv2_equals_processor_and_post_processing(tmp_path: Path, frames: list[np.ndarray]) -> None:
     path = save_random_owlv2(tmp_path / "owlv2", seed=0)
     cfg = DetectorConfig(box_threshold=0.2, max_detections=900)
-    det = Detector.from_pretrained(str(path), cfg, device="cpu")
+    det = Detector.from_pretrained(str(path), cfg, device="cpu", dtype="fp32")
     assert det.family == "owl" and not det.model.training
     prompt = parse_prompt(["cat", "traffic light", "person"])
     compared = 0

@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from gsam2_video.errors import ConfigError, ModelError
-from gsam2_video.models.loading import looks_like_path, missing_weights_message, resolve_device, resolve_dtype
+from gsam2_video.models.loading import (looks_like_path, missing_weights_message, native_bf16, precision_name,
+                                        resolve_device, resolve_dtype)
 
 
 @pytest.mark.parametrize("name, is_path", [
@@ -59,3 +60,30 @@ def test_device_and_dtype_rules() -> None:
         with pytest.raises(ConfigError, match="CUDA is not available"):
             resolve_device("cuda")
     assert ModelError.__mro__[1].__name__ == "Gsam2Error"
+
+
+@pytest.mark.parametrize("avx512_bf16, amx, expected", [
+    (False, False, None), (True, False, "bf16"), (False, True, "bf16"), (True, True, "bf16")])
+def test_auto_dtype_is_bf16_only_on_cpus_with_bf16_hardware(monkeypatch: pytest.MonkeyPatch, avx512_bf16: bool,
+                                                             amx: bool, expected: str | None) -> None:
+    """Emulated bf16 is slower than fp32, so 'auto' follows the CPU's bf16 units, not torch's bf16 support."""
+    import torch
+
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: avx512_bf16, raising=False)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: amx, raising=False)
+    cpu = torch.device("cpu")
+    assert native_bf16(cpu) is (expected == "bf16")
+    assert precision_name(resolve_dtype("auto", cpu)) == (expected or "fp32")
+    assert resolve_dtype("fp32", cpu) is None  # an explicit choice is never overridden
+
+
+@pytest.mark.parametrize("bf16_gpu, expected", [(True, "bf16"), (False, "fp32")])
+def test_auto_dtype_on_cuda_follows_the_gpu(monkeypatch: pytest.MonkeyPatch, bf16_gpu: bool, expected: str) -> None:
+    import torch
+
+    calls: list[bool] = []
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported",
+                        lambda including_emulation=True: calls.append(including_emulation) or bf16_gpu)
+    assert precision_name(resolve_dtype("auto", torch.device("cuda"))) == expected
+    assert calls == [False]  # pre-Ampere GPUs emulate bf16: not taken by 'auto'

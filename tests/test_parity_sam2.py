@@ -136,7 +136,7 @@ def meta_case(videos_dir: Path, tmp_path: Path, image_size: int, num_frames: int
 
 
 def compare_with_ours(case: Case, num_frames: int | None = -1) -> dict[int, dict[str, float]]:
-    prop = Sam2Propagator(case.model, PropagatorConfig(fill_hole_area=0, max_sprinkle_area=0))
+    prop = Sam2Propagator(case.model, PropagatorConfig(fill_hole_area=0, max_sprinkle_area=0), dtype="fp32")
     t0 = time.perf_counter()
     with torch.inference_mode():
         ours = run_ours(prop, case.frames, case.prompts, num_frames)

@@ -38,7 +38,7 @@ class ScriptedDetector:
 
 
 def make_tracker(models: dict[str, Path], script, **keyframes) -> Tracker:
-    prop = Sam2Propagator.from_pretrained(str(models["sam2"]), PropagatorConfig(), device="cpu")
+    prop = Sam2Propagator.from_pretrained(str(models["sam2"]), PropagatorConfig(), device="cpu", dtype="fp32")
     config = TrackerConfig(
         keyframes=KeyframeConfig(detect_every=4, score_trigger=False, scene_cut_threshold=None, **keyframes),
         association=AssociationConfig(max_missed_keyframes=2))
@@ -108,7 +108,7 @@ def test_backfill_masks_equal_a_backwards_pass(tiny_models, videos_dir: Path) ->
     offline, _ = run(tracker, videos_dir / "carphone_pristine.mp4", "offline", max_frames=9)
     with av.open(str(videos_dir / "carphone_pristine.mp4")) as c:
         frames = [f.to_ndarray(format="rgb24") for _, f in zip(range(9), c.decode(video=0))]
-    prop = Sam2Propagator.from_pretrained(str(tiny_models["sam2"]), PropagatorConfig(), device="cpu")
+    prop = Sam2Propagator.from_pretrained(str(tiny_models["sam2"]), PropagatorConfig(), device="cpu", dtype="fp32")
     h, w = frames[0].shape[:2]
     prop.reset(h, w, num_frames=120)
     feats = []
@@ -171,8 +171,8 @@ def test_unknown_override_is_rejected(tiny_models, videos_dir: Path) -> None:
 def test_detector_thresholds_override_per_run(tiny_models, videos_dir: Path) -> None:
     from gsam2_video.models.detector import Detector
 
-    det = Detector.from_pretrained(str(tiny_models["detector"]), device="cpu")
-    prop = Sam2Propagator.from_pretrained(str(tiny_models["sam2"]), PropagatorConfig(), device="cpu")
+    det = Detector.from_pretrained(str(tiny_models["detector"]), device="cpu", dtype="fp32")
+    prop = Sam2Propagator.from_pretrained(str(tiny_models["sam2"]), PropagatorConfig(), device="cpu", dtype="fp32")
     tracker = Tracker(det, prop)
     assert tracker.config.detector is det.config
     with tracker.track(videos_dir / "tree.avi", "tree. hand.", max_frames=1, box_threshold=0.05,
@@ -183,3 +183,17 @@ def test_detector_thresholds_override_per_run(tiny_models, videos_dir: Path) -> 
         list(run)
     assert run.stats.detections == 0
     assert det.config.box_threshold == 0.35  # the shared detector is untouched
+
+
+@pytest.mark.parametrize("dtype", ["fp32", "bf16", "auto"])
+def test_config_records_the_precision_the_models_run_in(tiny_models, dtype: str) -> None:
+    """'auto' differs between machines, so run.json must say what it became (fp32 or bf16), not 'auto'."""
+    import torch
+
+    from gsam2_video.models.loading import precision_name, resolve_dtype
+
+    prop = Sam2Propagator.from_pretrained(str(tiny_models["sam2"]), PropagatorConfig(), device="cpu", dtype=dtype)
+    tracker = Tracker(ScriptedDetector([]), prop, TrackerConfig(dtype="auto"))
+    expected = precision_name(resolve_dtype(dtype, torch.device("cpu")))
+    assert tracker.config.dtype == expected
+    assert tracker.config.to_json()["dtype"] == expected

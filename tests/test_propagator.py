@@ -40,7 +40,8 @@ def frames(tree_frames: list[np.ndarray]) -> list[np.ndarray]:
 
 
 def make(sam_dir: Path, **cfg) -> Sam2Propagator:
-    return Sam2Propagator.from_pretrained(str(sam_dir), PropagatorConfig(model=str(sam_dir), **cfg), device="cpu")
+    return Sam2Propagator.from_pretrained(str(sam_dir), PropagatorConfig(model=str(sam_dir), **cfg), device="cpu",
+                                           dtype="fp32")
 
 
 def blob_mask(h: int, w: int, y0: int, y1: int, x0: int, x1: int) -> np.ndarray:

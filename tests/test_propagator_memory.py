@@ -147,7 +147,7 @@ def test_backfill_equals_meta_reverse_propagation(videos_dir: Path, tmp_path: Pa
         ref = {t: v[0, 0].clone() for t, _, v in meta.propagate_in_video(state, start_frame_idx=n - 1,
                                                                           reverse=True)}
     prop = Sam2Propagator(model_from_meta_state_dict(meta.state_dict(), image_size=128),
-                          PropagatorConfig(fill_hole_area=0), device="cpu")
+                          PropagatorConfig(fill_hole_area=0), device="cpu", dtype="fp32")
     prop.reset(h, w, num_frames=n)  # Meta knows the video length: pointer positions / min(n, 16) - 1
     feats = []
     for t, frame in enumerate(frames_):

@@ -61,7 +61,7 @@ def test_hole_filling_in_the_loop_equals_meta(videos_dir: Path, tmp_path: Path,
     model = model_from_meta_state_dict(meta.state_dict(), image_size=size)
     runs = {}
     for fill in (8, 0):
-        prop = Sam2Propagator(model, PropagatorConfig(fill_hole_area=fill), device="cpu")
+        prop = Sam2Propagator(model, PropagatorConfig(fill_hole_area=fill), device="cpu", dtype="fp32")
         prop.reset(h, w, num_frames=n)
         run = MetaRun({}, {}, {}, {})
         for t, frame in enumerate(frames):
@@ -102,7 +102,7 @@ def test_mask_prompt_pointer_like_meta_when_the_object_is_present(videos_dir: Pa
     prompts = [Prompt(0, 1, mask=mask), Prompt(2, 2, box=(0.5 * w, 0.1 * h, 0.9 * w, 0.6 * h))]
     ref = run_meta(meta, tmp_path / "jpg", prompts, n)
     prop = Sam2Propagator(model_from_meta_state_dict(meta.state_dict(), image_size=size),
-                          PropagatorConfig(fill_hole_area=0), device="cpu")
+                          PropagatorConfig(fill_hole_area=0), device="cpu", dtype="fp32")
     prop.reset(h, w, num_frames=n)
     run = MetaRun({}, {}, {}, {})
     for t, frame in enumerate(frames):

@@ -131,7 +131,7 @@ class Detector:
 
     @classmethod
     def from_pretrained(cls, name_or_path: str, config: DetectorConfig | None = None, device: str = "auto",
-                        dtype: str = "fp32") -> Detector:
+                        dtype: str = "auto") -> Detector:
         """Load a hub id, a save_pretrained folder or an offline-cached hub id through one path."""
         from transformers import AutoModelForZeroShotObjectDetection, AutoProcessor
 

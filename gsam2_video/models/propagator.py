@@ -12,7 +12,7 @@ API (stable; the pipeline and the parity test code against it)
 ::
 
     prop = Sam2Propagator.from_pretrained("facebook/sam2.1-hiera-tiny", PropagatorConfig(), device="auto",
-                                          dtype="fp32")   # hub id, save_pretrained dir, HF cache, or a Meta
+                                          dtype="auto")   # hub id, save_pretrained dir, HF cache, or a Meta
                                                           # .pt; or Sam2Propagator(model, config) when built
     prop.reset(height, width, num_frames=None)   # new video; frees everything. num_frames: total frame count
                                                  # when known (offline) - Meta normalises object-pointer
@@ -200,7 +200,7 @@ class Sam2Propagator:
     """A streaming SAM 2 video session; see the module docstring for the API and its guarantees."""
 
     def __init__(self, model: Sam2VideoModel, config: PropagatorConfig | None = None, *,
-                 device: str | torch.device = "auto", dtype: str = "fp32", prune: bool = True) -> None:
+                 device: str | torch.device = "auto", dtype: str = "auto", prune: bool = True) -> None:
         self.config = config if config is not None else PropagatorConfig()
         self.config.validate()
         problems = sam2_size_problems(model.config)
@@ -219,7 +219,7 @@ class Sam2Propagator:
 
     @classmethod
     def from_pretrained(cls, name_or_path: str, config: PropagatorConfig | None = None, device: str = "auto",
-                        dtype: str = "fp32", prune: bool = True) -> Sam2Propagator:
+                        dtype: str = "auto", prune: bool = True) -> Sam2Propagator:
         """Load a ``Sam2VideoModel`` from a hub id, a save_pretrained directory or the offline HF cache;
         a Meta-format ``.pt`` checkpoint (facebookresearch/sam2) is converted on load (``convert``)."""
         config = config if config is not None else PropagatorConfig(model=str(name_or_path))
