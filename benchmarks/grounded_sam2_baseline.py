@@ -22,9 +22,15 @@ normalisation, no-memory embedding added, box as two corner points).
 Ours: the Tracker on the same Grounding DINO folder and the same SAM 2 weights (Meta .pt converted),
 decoding the video file directly, offline mode, ``--detect-every K``, outputs ``masks,json``.
 
+Precision: the demo turns on bf16 autocast for CUDA only, so on a CPU the published procedure runs fp32.
+``--variants`` picks which of ours:fp32, ours:auto (our default: bf16 on CPUs with bf16 hardware),
+baseline:fp32 (as published, on CPU) and baseline:bf16 (the demo with CPU bf16 autocast added) to run; the
+JSON reports the equal-precision ratios (fp32/fp32, auto/bf16 when auto resolves to bf16) separately from
+defaults-vs-published (auto/fp32).
+
 Wall time excludes model loading on both sides (reported separately); it includes the baseline's JPEG
-dump. Peak RSS is per fresh process (models included: the baseline holds two SAM 2 copies). Runs
-alternate ours / baseline; medians of ``--runs``.
+dump. Peak RSS is per fresh process (models included: the baseline holds two SAM 2 copies). Each round
+runs every variant once, interleaved; medians of ``--runs`` rounds.
 
 Run: /work/venv/bin/python benchmarks/grounded_sam2_baseline.py [--sam2-input 256 --frames 30 --k 10]
 """
@@ -99,7 +105,8 @@ def _box_of(mask: np.ndarray) -> list[int]:
 
 
 def run_baseline(video: Path, frames: int, k: int, sam2_input: int, detector_dir: Path, prompt: str,
-                 box_threshold: float, text_threshold: float, max_detections: int, out_dir: Path) -> dict[str, Any]:
+                 box_threshold: float, text_threshold: float, max_detections: int, out_dir: Path,
+                 dtype: str = "fp32") -> dict[str, Any]:
     from PIL import Image
     from transformers import AutoModelForZeroShotObjectDetection, AutoProcessor
 
@@ -121,7 +128,8 @@ def run_baseline(video: Path, frames: int, k: int, sam2_input: int, detector_dir
 
     counts = {"keyframes": 0, "detections": 0, "frames_tracked": 0}
     ids_seen: set[int] = set()
-    with torch.inference_mode():
+    amp = torch.autocast("cpu", dtype=torch.bfloat16, enabled=dtype == "bf16")
+    with torch.inference_mode(), amp:
         state = video_predictor.init_state(video_path=str(jpeg_dir), offload_video_to_cpu=True,
                                            async_loading_frames=True)
         previous: dict[int, np.ndarray] = {}  # id -> mask on the last tracked frame
@@ -169,7 +177,7 @@ def run_baseline(video: Path, frames: int, k: int, sam2_input: int, detector_dir
                     {"mask_name": f"mask_{stem}.npy", "labels": {str(o): {"instance_id": o, "x1y1x2y2": _box_of(m)}
                                                                for o, m in objs.items()}}))
     wall = time.perf_counter() - t0
-    return {"frames": len(names), "tracks": len(ids_seen), **counts, "wall_s": round(wall, 3),
+    return {"precision": dtype, "frames": len(names), "tracks": len(ids_seen), **counts, "wall_s": round(wall, 3),
             "jpeg_dump_s": round(dump_s, 3), "model_load_s": round(load_s, 3),
             "peak_rss_mib": round(C.peak_rss_mib(), 1)}
 
@@ -183,7 +191,7 @@ def run_ours(video: Path, frames: int, k: int, sam2_input: int, detector_dir: Pa
     load_s = time.perf_counter() - t_load
     res = run_tracker(detector_dir, prop, video, frames, detect_every=k, box_threshold=box_threshold,
                       text_threshold=text_threshold, save="masks,json", prompt=prompt,
-                      max_detections=max_detections)
+                      max_detections=max_detections, dtype=dtype)
     res["model_load_s"] = round(res["model_load_s"] + load_s, 3)
     return res
 
@@ -202,45 +210,61 @@ def main() -> None:
                    help="both sides keep the top-N boxes per keyframe (random weights fire everywhere)")
     p.add_argument("--runs", type=int, default=3)
     p.add_argument("--threads", type=int, default=0, help="torch threads on both sides (0 = torch's default)")
-    p.add_argument("--child", choices=["ours", "baseline"], help=argparse.SUPPRESS)
+    p.add_argument("--variants", default="ours:fp32,baseline:fp32,ours:auto,baseline:bf16",
+                   help="comma-separated side:precision pairs, run interleaved in this order every round")
+    p.add_argument("--child", help=argparse.SUPPRESS)
     args = p.parse_args()
     det = C.detector_dir(args.detector_kind)
     common = (Path(args.video), args.frames, args.k, args.sam2_input, det, args.prompt, args.box_threshold,
               args.text_threshold, args.max_detections)
     if args.child:
+        who, dtype = args.child.split(":")
         torch.manual_seed(0)
         if args.threads:
             torch.set_num_threads(args.threads)
-        if args.child == "ours":
-            res = run_ours(*common)
+        if who == "ours":
+            res = run_ours(*common, dtype=dtype)
         else:
             with tempfile.TemporaryDirectory() as tmp:
-                res = run_baseline(*common, out_dir=Path(tmp))
+                res = run_baseline(*common, out_dir=Path(tmp), dtype=dtype)
         res["load_average_after"] = C.load_average()
         print(json.dumps(res))
         return
+    variants = [v.strip() for v in args.variants.split(",") if v.strip()]
+    for v in variants:
+        who, _, dtype = v.partition(":")
+        if (who, dtype) not in {("ours", "fp32"), ("ours", "auto"), ("ours", "bf16"), ("baseline", "fp32"),
+                                ("baseline", "bf16")}:
+            p.error(f"unknown variant {v!r}")
     C.meta_checkpoint(args.sam2_input)
     passthrough = [a for a in sys.argv[1:]]
     script = Path(__file__).resolve()
-    runs: dict[str, list[dict[str, Any]]] = {"ours": [], "baseline": []}
+    runs: dict[str, list[dict[str, Any]]] = {v: [] for v in variants}
     for _ in range(args.runs):
-        for who in ("ours", "baseline"):
-            runs[who].append(C.run_child(script, [*passthrough, "--child", who]))
-    med = {who: {"wall_s": C.median([r["wall_s"] for r in rs]), "peak_rss_mib": C.median([r["peak_rss_mib"] for r in rs])}
-           for who, rs in runs.items()}
-    pair_ratios = [o["wall_s"] / b["wall_s"] for o, b in zip(runs["ours"], runs["baseline"])]
+        for v in variants:
+            runs[v].append(C.run_child(script, [*passthrough, "--child", v]))
+    med = {v: {"wall_s": C.median([r["wall_s"] for r in rs]), "peak_rss_mib": C.median([r["peak_rss_mib"] for r in rs]),
+               "precision": rs[0]["precision"]} for v, rs in runs.items()}
+    ratios: dict[str, Any] = {}
+    auto = med.get("ours:auto", {}).get("precision")
+    pairs = {"equal_precision_fp32": ("ours:fp32", "baseline:fp32"),
+             "equal_precision_bf16": ("ours:auto" if auto == "bf16" else "ours:bf16", "baseline:bf16"),
+             "defaults_vs_published_cpu": ("ours:auto", "baseline:fp32")}
+    for name, (o, b) in pairs.items():
+        if o in runs and b in runs:
+            ratios[name] = {
+                "ours": f"{o} ({med[o]['precision']})", "baseline": b,
+                "wall_median": round(med[o]["wall_s"] / med[b]["wall_s"], 3),
+                "wall_per_round": [round(x["wall_s"] / y["wall_s"], 3) for x, y in zip(runs[o], runs[b])],
+                "peak_rss_median": round(med[o]["peak_rss_mib"] / med[b]["peak_rss_mib"], 3)}
     C.emit({
         "setup": {"sam2": f"Meta sam2.1 hiera-tiny random weights at {args.sam2_input} px (ours: converted)",
                   "detector": f"{args.detector_kind} random Grounding DINO, 800/1333 input",
                   "frames": args.frames, "k": args.k, "prompt": args.prompt,
                   "thresholds": [args.box_threshold, args.text_threshold],
                   "max_detections_per_keyframe": args.max_detections,
-                  "torch_threads": args.threads or torch.get_num_threads()},
-        "runs": runs, "median": med,
-        "ratios_ours_over_baseline": {
-            "wall_median": round(med["ours"]["wall_s"] / med["baseline"]["wall_s"], 3),
-            "wall_per_pair": [round(r, 3) for r in pair_ratios],
-            "peak_rss_median": round(med["ours"]["peak_rss_mib"] / med["baseline"]["peak_rss_mib"], 3)},
+                  "torch_threads": args.threads or torch.get_num_threads(), "variants": variants},
+        "runs": runs, "median": med, "ratios_ours_over_baseline": ratios,
         "target": "wall ratio <= 0.6",
     })
 

@@ -37,7 +37,7 @@ import _common as C
 def run_tracker(detector_dir: Path, propagator: Any, video: Path, frames: int, *, detect_every: int,
                 box_threshold: float, text_threshold: float, detector_size: tuple[int, int] = (800, 1333),
                 max_objects: int | None = None, max_detections: int = 100, save: str = "masks,json", prompt: str = "person. car.",
-                timer: C.ForwardTimer | None = None) -> dict[str, Any]:
+                timer: C.ForwardTimer | None = None, dtype: str = "auto") -> dict[str, Any]:
     """One tracker run over ``frames`` frames of ``video`` with outputs written like the CLI does."""
     from gsam2_video.config import AssociationConfig, DetectorConfig, KeyframeConfig, TrackerConfig
     from gsam2_video.models.detector import Detector
@@ -50,7 +50,7 @@ def run_tracker(detector_dir: Path, propagator: Any, video: Path, frames: int, *
                              max_detections=max_detections)
     config = TrackerConfig(detector=det_cfg, association=AssociationConfig(max_objects=max_objects),
                            keyframes=KeyframeConfig(detect_every=detect_every), device="cpu")
-    detector = Detector.from_pretrained(str(detector_dir), det_cfg, device="cpu")
+    detector = Detector.from_pretrained(str(detector_dir), det_cfg, device="cpu", dtype=dtype)
     tracker = Tracker(detector, propagator, config)
     load_s = time.perf_counter() - t_load
     if timer is not None:
@@ -73,7 +73,7 @@ def run_tracker(detector_dir: Path, propagator: Any, video: Path, frames: int, *
         writer.close()
         wall = time.perf_counter() - t0
     stats = run.stats.to_json()
-    return {"frames": n, "tracks": len(ids), "keyframes": stats["keyframes"],
+    return {"precision": tracker.config.dtype, "frames": n, "tracks": len(ids), "keyframes": stats["keyframes"],
             "keyframe_reasons": stats["keyframe_reasons"], "detections": stats["detections"],
             "wall_s": round(wall, 3), "model_load_s": round(load_s, 3),
             "stage_seconds": stats["stage_seconds"], "writer_blocked_s": round(writer.blocked_seconds, 3),
@@ -84,12 +84,12 @@ def child(args: argparse.Namespace) -> dict[str, Any]:
     from gsam2_video.models.propagator import Sam2Propagator
 
     torch.set_num_threads(args.threads) if args.threads else None
-    prop = Sam2Propagator.from_pretrained(str(C.sam2_dir(args.sam2_size)), device="cpu")
+    prop = Sam2Propagator.from_pretrained(str(C.sam2_dir(args.sam2_size)), device="cpu", dtype=args.dtype)
     timer = C.ForwardTimer()
     res = run_tracker(C.detector_dir(args.detector_kind), prop, Path(args.video), args.frames,
                       detect_every=args.detect_every, box_threshold=args.box_threshold,
                       text_threshold=args.box_threshold, detector_size=tuple(args.detector_size),
-                      max_objects=args.max_objects, save=args.save, timer=timer)
+                      max_objects=args.max_objects, save=args.save, timer=timer, dtype=args.dtype)
     res["forward_s"] = {k: round(v, 3) for k, v in sorted(timer.seconds.items())}
     res["forward_calls"] = dict(sorted(timer.calls.items()))
     res["forward_total_s"] = round(timer.total, 3)
@@ -111,6 +111,8 @@ def main() -> None:
     p.add_argument("--max-objects", type=int, default=None)
     p.add_argument("--save", default="masks,json")
     p.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch's default)")
+    p.add_argument("--dtype", default="auto", choices=["auto", "fp32", "bf16"],
+                   help="both models' precision (default: the product's default, auto)")
     p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.child:
@@ -124,7 +126,7 @@ def main() -> None:
         "setup": {"sam2": f"{args.sam2_size} ({C.sam2_image_size(args.sam2_size)} px hiera-tiny"
                           if args.sam2_size != "tiny" else "tiny test config", "detector": args.detector_kind,
                   "detector_input": args.detector_size, "frames": args.frames, "detect_every": args.detect_every,
-                  "save": args.save},
+                  "save": args.save, "dtype": args.dtype, "precision": runs[0]["precision"]},
         "runs": runs,
         "median": {"wall_s": C.median([r["wall_s"] for r in runs]),
                    "forward_total_s": C.median([r["forward_total_s"] for r in runs]),
