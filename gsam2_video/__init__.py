@@ -8,8 +8,7 @@ from __future__ import annotations
 from importlib import import_module
 from typing import Any
 
-from .config import (AssociationConfig, DetectorConfig, KeyframeConfig, PropagatorConfig,
-                     TrackerConfig)
+from .config import AssociationConfig, DetectorConfig, KeyframeConfig, PropagatorConfig, TrackerConfig
 from .errors import Gsam2Error
 from .types import Detections, Frame, FrameResult, VideoInfo
 
@@ -21,8 +20,19 @@ _LAZY = {
 }
 
 __all__ = [
-    "AssociationConfig", "DetectorConfig", "KeyframeConfig", "PropagatorConfig", "TrackerConfig",
-    "Detections", "Frame", "FrameResult", "VideoInfo", "Gsam2Error", "Tracker", "open_source", "__version__",
+    "AssociationConfig",
+    "Detections",
+    "DetectorConfig",
+    "Frame",
+    "FrameResult",
+    "Gsam2Error",
+    "KeyframeConfig",
+    "PropagatorConfig",
+    "Tracker",
+    "TrackerConfig",
+    "VideoInfo",
+    "__version__",
+    "open_source",
 ]
 
 

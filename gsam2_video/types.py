@@ -76,10 +76,10 @@ class Detections:
         return len(self.boxes)
 
     @classmethod
-    def empty(cls) -> "Detections":
+    def empty(cls) -> Detections:
         return cls(np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros(0, np.int64), [])
 
-    def select(self, keep: np.ndarray) -> "Detections":
+    def select(self, keep: np.ndarray) -> Detections:
         keep = np.asarray(keep)
         idx = np.flatnonzero(keep) if keep.dtype == bool else keep.astype(np.int64)
         return Detections(self.boxes[idx], self.scores[idx], self.class_ids[idx],
@@ -122,7 +122,7 @@ class FrameResult:
 
     @classmethod
     def empty(cls, frame_index: int, timestamp: float, height: int, width: int,
-              image: np.ndarray | None = None) -> "FrameResult":
+              image: np.ndarray | None = None) -> FrameResult:
         return cls(frame_index, timestamp, height, width, np.zeros(0, np.int64),
                    np.zeros((0, height, width), bool), np.zeros((0, 4), np.float32),
                    np.zeros(0, np.float32), np.zeros(0, np.int64), [], image)

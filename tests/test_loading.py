@@ -11,8 +11,14 @@ from pathlib import Path
 import pytest
 
 from gsam2_video.errors import ConfigError, ModelError
-from gsam2_video.models.loading import (looks_like_path, missing_weights_message, native_bf16, precision_name,
-                                        resolve_device, resolve_dtype)
+from gsam2_video.models.loading import (
+    looks_like_path,
+    missing_weights_message,
+    native_bf16,
+    precision_name,
+    resolve_device,
+    resolve_dtype,
+)
 
 
 @pytest.mark.parametrize("name, is_path", [

@@ -21,7 +21,6 @@ is absent, which is how this project runs), resized to the configured shortest/l
 from __future__ import annotations
 
 import copy
-
 import dataclasses
 from dataclasses import dataclass
 from typing import Any
@@ -186,7 +185,7 @@ class Detector:
                              f"{queries} queries, coarsest level {fh}x{fw}); raise the detector's "
                              f"shortest/longest edge")
 
-    def with_thresholds(self, config: DetectorConfig) -> "Detector":
+    def with_thresholds(self, config: DetectorConfig) -> Detector:
         """A detector sharing this one's model but with other thresholds / limits (per-run overrides).
 
         The model and its text limit are fixed when it loads; thresholds, limits, NMS and input size are

@@ -125,5 +125,5 @@ def from_pretrained(cls: type[M], name_or_path: str | os.PathLike[str], *, kind:
         kwargs.setdefault("local_files_only", True)
     try:
         return cls.from_pretrained(name, **kwargs)  # type: ignore[attr-defined]
-    except (OSError, ValueError, EnvironmentError) as exc:
+    except (OSError, ValueError) as exc:
         raise ModelError(missing_weights_message(kind, name, exc)) from exc
