@@ -104,6 +104,7 @@ from transformers import Sam2VideoModel
 
 from ..config import PropagatorConfig
 from ..errors import ModelError
+from ..ops.cpu_attention import use_blocked_memory_attention
 from ..ops.postprocess import postprocess_mask_scores
 from .loading import autocast, from_pretrained, resolve_device, resolve_dtype
 from .random_sam2 import sam2_size_problems
@@ -209,6 +210,8 @@ class Sam2Propagator:
         self.device = resolve_device(device)
         self.amp_dtype = resolve_dtype(dtype, self.device)
         self.model = model.to(self.device).eval()
+        if self.device.type == "cpu" and self.amp_dtype == torch.bfloat16:
+            use_blocked_memory_attention(self.model)  # bf16 matmuls instead of CPU SDPA (ops.cpu_attention)
         mc = model.config
         self.image_size = int(mc.image_size[0] if isinstance(mc.image_size, (list, tuple)) else mc.image_size)
         self.low_res_size = tuple(model.prompt_encoder.mask_input_size)
