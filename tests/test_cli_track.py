@@ -121,6 +121,12 @@ def test_offline_cache_default_ids(tmp_path: Path, tiny_models: dict[str, Path],
     run = json.loads((out / "run.json").read_text())
     assert run["settings"]["detector"]["model"] == DEFAULT_DETECTOR
     assert run["settings"]["propagator"]["model"] == DEFAULT_SAM2
+    import torch
+
+    from gsam2_video.models.loading import precision_name, resolve_dtype
+
+    # the default --dtype auto, recorded as what it resolved to on this machine
+    assert run["settings"]["dtype"] == precision_name(resolve_dtype("auto", torch.device("cpu")))
 
 
 @pytest.mark.parametrize("args, message", [

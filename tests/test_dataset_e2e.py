@@ -177,6 +177,12 @@ def test_manifest_overrides_filters_and_one_model_load(tiny_models: dict[str, Pa
     assert record["settings"]["models"]["association"]["max_objects"] == 3
     report = json.loads((out / "runs" / "tree" / "run.json").read_text())
     assert report["objects_tracked"] <= 3  # the live cap; 4 frames are too few for any track to retire
+    import torch
+
+    from gsam2_video.models.loading import precision_name, resolve_dtype
+
+    dtype = record["settings"]["models"]["dtype"]  # as asked ('auto' unless MODEL_ARGS pin it) ...
+    assert report["precision"] == precision_name(resolve_dtype(dtype, torch.device("cpu")))  # ... and as run
     assert record["settings"]["decoding"]["max_frames"] == 4
     carphone = json.loads((out / "runs" / "carphone_pristine" / "objects.json").read_text())
     assert carphone["settings"]["prompt"] == "car. person." and carphone["frame_indices"] == [10, 12, 14]

@@ -120,7 +120,8 @@ def label_video(tracker: TrackerLike, job: VideoJob, settings: dict[str, Any], *
     check_complete(job, collector.frames, expected, source_stats, allow_partial)
     record = collector.finish(job.filters, settings)
     report = {"video": job.name, "source": job.source, "origin": job.origin, "info": info,
-              "settings": record.settings, "frames": record.length, "objects_tracked": len(collector.tracks),
+              "settings": record.settings, "precision": getattr(getattr(tracker, "config", None), "dtype", None),
+              "frames": record.length, "objects_tracked": len(collector.tracks),
               "objects_kept": len(record.objects), "filtered": record.filtered,
               "source_stats": source_stats, "tracker_stats": tracker_stats,
               "seconds": {"track": round(track_seconds, 3), "filter": round(time.perf_counter() - t0
