@@ -112,7 +112,7 @@ def run_track(args: argparse.Namespace) -> int:
         "source": {**info.to_json(), "decoder": args.decoder, "start": args.start, "stride": args.stride,
                    "max_frames": args.max_frames},
         "prompt": list(prompt.classes),
-        "settings": config.to_json(),
+        "settings": run.config.to_json(),  # the effective settings: model truth, resolved precision
         "mode": "live" if run.live else "offline",
         "outputs": [p for s in sinks for p in s.outputs],
         "frames": {"read": stats["frames_read"], "written": stats["frames_emitted"],
