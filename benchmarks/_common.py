@@ -233,7 +233,7 @@ class LoopedSource:
             j = j if j < n else 2 * n - 2 - j
             yield Frame(index=i, timestamp=i / 25.0, image=self.frames[j])
 
-    def __enter__(self) -> LoopedSource:
+    def __enter__(self) -> LoopedSource:  # noqa: PYI034 - typing.Self needs Python 3.11
         return self
 
     def __exit__(self, *exc: object) -> None:

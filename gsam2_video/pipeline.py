@@ -94,6 +94,7 @@ class TrackingRun:
         self.detector = detector
         self.stats = RunStats()
         self._gen: Iterator[FrameResult] | None = None
+        self._held: tuple[BackfillBuffer, TrackRegistry] | None = None  # for drain() after an interruption
 
     @property
     def categories(self) -> list[str]:
@@ -104,7 +105,7 @@ class TrackingRun:
             self._gen = self._run()
         return self._gen
 
-    def __enter__(self) -> TrackingRun:
+    def __enter__(self) -> TrackingRun:  # noqa: PYI034 - typing.Self needs Python 3.11
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -115,6 +116,16 @@ class TrackingRun:
             self._gen.close()
         self.source.close()
 
+    def drain(self) -> Iterator[FrameResult]:
+        """After the run was interrupted (e.g. KeyboardInterrupt), the frames it had finished but still held
+        for back-fill (offline mode holds up to K), in order. Their masks are final: only a later keyframe
+        could have added to them. The frame being computed when the interruption came is not among them."""
+        if self._held is None:
+            return
+        buffer, registry = self._held
+        for ready in buffer.drain():
+            yield self._emit(ready, registry)
+
     # -- the loop -------------------------------------------------------------------------------------
     def _run(self) -> Iterator[FrameResult]:
         cfg = self.config
@@ -122,6 +133,7 @@ class TrackingRun:
         policy = KeyframePolicy(cfg.keyframes)
         registry = TrackRegistry(cfg.association)
         buffer = BackfillBuffer(0 if self.live else cfg.keyframes.detect_every)
+        self._held = (buffer, registry)
         stats = self.stats
         session_size: tuple[int, int] | None = None
         with self.source:

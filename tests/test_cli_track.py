@@ -24,8 +24,8 @@ REPO = Path(__file__).resolve().parents[1]
 
 def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
     full_env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", **(env or {})}
-    return subprocess.run([sys.executable, "-m", "gsam2_video", *args], capture_output=True, text=True,
-                          env=full_env, timeout=timeout, cwd=REPO)
+    return subprocess.run([sys.executable, "-m", "gsam2_video", *args], check=False, capture_output=True,
+                          text=True, env=full_env, timeout=timeout, cwd=REPO)
 
 
 def model_args(models: dict[str, Path]) -> list[str]:
@@ -236,6 +236,9 @@ def test_ctrl_c_closes_outputs_cleanly(tmp_path: Path, tiny_models: dict[str, Pa
     assert run["interrupted"] is True
     n = run["frames"]["written"]
     assert 0 < n < 795
+    # offline mode held up to K finished frames for back-fill: they are written too; at most the frame in
+    # the models when the signal came (or one popped but not yet handed out) is missing
+    assert run["frames"]["read"] - 2 <= n <= run["frames"]["read"]
     assert len(list((out / "masks").glob("*.png"))) == n
     with av.open(str(out / "video.mp4")) as container:
         assert sum(1 for _ in container.decode(video=0)) == n
@@ -248,7 +251,7 @@ def test_example_script_runs(tmp_path: Path, tiny_models: dict[str, Path], video
         [sys.executable, str(REPO / "examples" / "track_video.py"), str(videos_dir / "tree.avi"), "tree.",
          "--detector", str(tiny_models["detector"]), "--sam2", str(tiny_models["sam2"]), "--max-frames", "4",
          "--out", str(tmp_path / "ex")],
-        capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(REPO)},
+        check=False, capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(REPO)},
         timeout=300)
     assert proc.returncode == 0, proc.stderr
     assert len(list((tmp_path / "ex" / "masks").glob("*.png"))) == 4

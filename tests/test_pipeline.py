@@ -7,6 +7,7 @@ is the production code.
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import numpy as np
@@ -60,7 +61,7 @@ def test_one_result_per_frame_in_order_with_source_indices(tiny_models, videos_d
     results, r = run(tracker, videos_dir / "carphone_pristine.mp4", "offline", start=3, stride=2, max_frames=11)
     assert [x.frame_index for x in results] == [3 + 2 * i for i in range(11)]
     ts = [x.timestamp for x in results]
-    assert all(b > a for a, b in zip(ts, ts[1:]))
+    assert all(b > a for a, b in itertools.pairwise(ts))
     # keyframes at processed frames 0, 4, 8: the detector ran exactly there, never elsewhere
     assert tracker.detector.calls == 3 == r.stats.keyframes
     assert [x.is_keyframe for x in results] == [i % 4 == 0 for i in range(11)]
@@ -197,3 +198,52 @@ def test_config_records_the_precision_the_models_run_in(tiny_models, dtype: str)
     expected = precision_name(resolve_dtype(dtype, torch.device("cpu")))
     assert tracker.config.dtype == expected
     assert tracker.config.to_json()["dtype"] == expected
+
+
+class InterruptedSource:
+    """An opened source whose iteration raises KeyboardInterrupt when frame ``at`` is requested (Ctrl-C
+    arriving while the tracker waits for the next frame)."""
+
+    def __init__(self, inner, at: int) -> None:
+        self.inner, self.at, self.info = inner, at, inner.info
+
+    def __iter__(self):
+        for i, frame in enumerate(self.inner):
+            if i == self.at:
+                raise KeyboardInterrupt
+            yield frame
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+def test_interrupted_offline_run_drains_the_frames_held_for_backfill(tiny_models, videos_dir: Path) -> None:
+    """Ctrl-C in offline mode: the up-to-K finished frames still held are handed out by drain(), equal to
+    an uninterrupted run's frames (B's back-fill into frames 4-7 included), and nothing after them."""
+    from gsam2_video.sources import open_source
+
+    script = [[BOX_A], [BOX_A], [BOX_A, BOX_B]]  # keyframes 0, 4, 8; B born on 8
+    video = videos_dir / "carphone_pristine.mp4"
+    full, _ = run(make_tracker(tiny_models, script), video, "offline", max_frames=12)
+    tracker = make_tracker(tiny_models, script)
+    got = []
+    with tracker.track(InterruptedSource(open_source(video, max_frames=12), at=9), "person. car.",
+                       mode="offline") as r:
+        with pytest.raises(KeyboardInterrupt):
+            for result in r:
+                got.append(result)  # noqa: PERF402 - a list() would lose the frames before the raise
+        assert [x.frame_index for x in got] == [0, 1, 2, 3, 4]  # frames 5-8 held for back-fill (lag 4)
+        got.extend(r.drain())
+    assert [x.frame_index for x in got] == list(range(9))
+    assert r.stats.frames_read == 9 and r.stats.frames_emitted == 9
+    assert any(2 in x.track_ids for x in got[4:8]), "B must have been back-filled before the interruption"
+    for a, b in zip(got, full[:9]):
+        assert np.array_equal(a.label_map(), b.label_map()), a.frame_index
+        assert a.track_ids.tolist() == b.track_ids.tolist()
+    assert list(r.drain()) == []  # drained once

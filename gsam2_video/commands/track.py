@@ -17,6 +17,7 @@ from typing import Any
 
 from ..errors import ConfigError
 from ..sinks import SINK_KINDS, AsyncWriter, make_sinks, prepare_output_dir, write_run_json
+from ..types import FrameResult
 
 log = logging.getLogger("gsam2_video")
 
@@ -81,19 +82,29 @@ def run_track(args: argparse.Namespace) -> int:
     ids_seen: set[int] = set()
     progress = _progress(info, disabled=args.no_progress)
     writer.open(info, run.categories)
+
+    def record(result: FrameResult) -> None:
+        nonlocal max_live
+        writer.write(result)
+        ids_seen.update(int(t) for t in result.track_ids)
+        max_live = max(max_live, len(result))
+        if progress is not None:
+            progress.set_postfix(objects=len(result), tracks=len(ids_seen), refresh=False)
+            progress.update(1)
+
     try:
         with run:
             for result in run:
-                writer.write(result)
-                ids_seen.update(int(t) for t in result.track_ids)
-                max_live = max(max_live, len(result))
-                if progress is not None:
-                    progress.set_postfix(objects=len(result), tracks=len(ids_seen), refresh=False)
-                    progress.update(1)
+                record(result)
                 if display is not None and not display.show(result):
                     break
     except KeyboardInterrupt:
         interrupted = True
+        try:
+            for result in run.drain():  # finished frames still held for back-fill are complete: keep them
+                record(result)
+        except KeyboardInterrupt:
+            pass
         log.warning("interrupted: closing outputs for the %d frames done", run.stats.frames_emitted)
     except BaseException:
         writer.abort()
