@@ -15,15 +15,29 @@ def non_overlapping_masks(logits: torch.Tensor, threshold: float = 0.0) -> torch
     if logits.ndim != 3:
         raise ValueError(f"expected N x H x W logits, got shape {tuple(logits.shape)}")
     fg = logits > threshold
-    n = logits.shape[0]
+    n, h, w = logits.shape
     if n <= 1:
         return fg
-    # Only contested pixels need a winner; an argmax over the object axis of the whole frame is strided
-    # and costs ~15 ms at 640x272 for a handful of objects, most of it on pixels nobody shares.
-    ys, xs = torch.nonzero(fg.sum(dim=0) > 1, as_tuple=True)
-    if ys.numel():
+    contested = fg.sum(dim=0, dtype=torch.uint8 if n < 256 else torch.int32) > 1  # int64 sums: 17x slower
+    count = int(contested.sum())
+    if not count:
+        return fg
+    # Only contested pixels need a winner. Few of them (the usual case): gather and argmax just those. Many
+    # (objects overlapping a lot): gathering costs ~16x more per pixel than a running maximum over whole
+    # contiguous frames (46 vs 4.9 ms for 2 objects at 768x576), so keep a per-pixel winner instead. Both
+    # give a pixel to its highest logit, ties to the lower index (argmax's rule); a pixel only one object
+    # claims keeps it either way, since every other object's logit there is at most the threshold.
+    if count * 16 < h * w:
+        ys, xs = torch.nonzero(contested, as_tuple=True)
         winner = logits[:, ys, xs].argmax(dim=0)
         fg[:, ys, xs] &= torch.arange(n, device=logits.device).view(-1, 1) == winner.view(1, -1)
+        return fg
+    best = logits[0].clone()
+    owner = torch.zeros((h, w), dtype=torch.int32, device=logits.device)
+    for i in range(1, n):
+        owner.masked_fill_(logits[i] > best, i)
+        torch.maximum(best, logits[i], out=best)
+    fg &= owner.unsqueeze(0) == torch.arange(n, dtype=owner.dtype, device=logits.device).view(-1, 1, 1)
     return fg
 
 
