@@ -191,7 +191,7 @@ class TrackingRun:
             with _Timer(stats, "segment_boxes"):
                 boxed = prop.segment_boxes(feats, dets.boxes)
                 dets = dets.select(np.asarray(boxed.keep))
-                det_masks = (boxed.logits > prop.config.mask_threshold).cpu()
+                det_masks = boxed.masks(prop.config.mask_threshold).cpu()
         with _Timer(stats, "associate"):
             track_ids = [int(t) for t in tracked.obj_ids]
             track_masks = (tracked.logits > prop.config.mask_threshold).cpu()

@@ -84,6 +84,8 @@ def test_segment_boxes_equals_box_prompt_and_clips(sam_dir: Path, frames) -> Non
     assert bm.keep.tolist() == [0, 2, 4]  # zero-area (x1 == x2) and fully-outside boxes dropped
     assert bm.logits.shape == (3, h, w) and bm.low_res.shape == (3, 1, 32, 32)
     assert bm.iou_scores.shape == (3,) and bm.object_scores.shape == (3,)
+    for threshold, step in ((0.0, 1), (0.0, 2), (-1.5, 8), (2.0, 3)):  # a few boxes at a time = all at once
+        assert torch.equal(bm.masks(threshold, boxes_per_step=step), bm.logits > threshold)
     clipped = prop.segment_boxes(feats, np.array([[0, 0, 150, 200], [160, 60, w, h]], np.float32))
     torch.testing.assert_close(bm.logits[[0, 2]], clipped.logits, rtol=0, atol=1e-5)
     # a box prompt on a new object gives the same mask as segment_boxes (same features, same decoder)
@@ -94,7 +96,7 @@ def test_segment_boxes_equals_box_prompt_and_clips(sam_dir: Path, frames) -> Non
     empty.reset(h, w)
     f0 = empty.encode(frames[0], 0)
     none = empty.segment_boxes(f0, np.zeros((0, 4), np.float32))
-    assert len(none) == 0 and none.logits.shape == (0, h, w)
+    assert len(none) == 0 and none.logits.shape == (0, h, w) and none.masks().shape == (0, h, w)
 
 
 def test_bad_input_is_one_line_model_error(sam_dir: Path, frames) -> None:

@@ -135,18 +135,44 @@ class FrameFeatures:
         return sum(t.numel() * t.element_size() for t in (*self.feats, self.pos))
 
 
+def to_video_resolution(low: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """K x 1 x h x w low-resolution logits -> K x H x W at the video's size (bilinear, as Meta's predictor)."""
+    return F.interpolate(low, size=(height, width), mode="bilinear", align_corners=False)[:, 0]
+
+
 @dataclass
 class BoxMasks:
-    """Masks for detector boxes on one frame; rows follow ``keep`` (indices of the input boxes used)."""
+    """Masks for detector boxes on one frame; rows follow ``keep`` (indices of the input boxes used).
 
-    logits: torch.Tensor  # K x H x W float32, video resolution, post-processed
-    low_res: torch.Tensor  # K x 1 x h x w
+    Only the low-resolution logits are stored: at video resolution a keyframe's boxes would be K x H x W
+    floats at once (100 boxes at 1080p: 830 MB), so ``masks`` upsamples and thresholds a few boxes at a time
+    and ``logits`` builds the full float tensor only when asked.
+    """
+
+    low_res: torch.Tensor  # K x 1 x h x w, post-processed
     iou_scores: torch.Tensor  # K
     object_scores: torch.Tensor  # K
     keep: np.ndarray  # K int64
+    height: int
+    width: int
 
     def __len__(self) -> int:
         return int(self.keep.shape[0])
+
+    @property
+    def logits(self) -> torch.Tensor:
+        """K x H x W float32 logits at video resolution (allocated on each access)."""
+        if not len(self):
+            return torch.zeros(0, self.height, self.width, device=self.low_res.device)
+        return to_video_resolution(self.low_res, self.height, self.width)
+
+    def masks(self, threshold: float = 0.0, boxes_per_step: int = 8) -> torch.Tensor:
+        """K x H x W bool masks at video resolution, equal to ``logits > threshold`` without its peak memory."""
+        out = torch.empty((len(self), self.height, self.width), dtype=torch.bool, device=self.low_res.device)
+        for i in range(0, len(self), boxes_per_step):
+            logits = to_video_resolution(self.low_res[i:i + boxes_per_step], self.height, self.width)
+            torch.gt(logits, threshold, out=out[i:i + boxes_per_step])
+        return out
 
 
 @dataclass
@@ -336,11 +362,10 @@ class Sam2Propagator:
         h, w = self.low_res_size
         if k == 0:
             z = torch.zeros(0, device=self.device)
-            return BoxMasks(torch.zeros(0, self.height, self.width, device=self.device),
-                            torch.zeros(0, 1, h, w, device=self.device), z, z.clone(), keep)
+            return BoxMasks(torch.zeros(0, 1, h, w, device=self.device), z, z.clone(), keep, self.height, self.width)
         low, _, _, score, iou = self._box_outputs(feats, clipped[keep])
         low = self._postprocess(low)
-        return BoxMasks(self._to_video(low), low, iou, score.reshape(-1), keep)
+        return BoxMasks(low, iou, score.reshape(-1), keep, self.height, self.width)
 
     @torch.no_grad()
     def add_object(self, obj_id: int, feats: FrameFeatures, *, mask: np.ndarray | torch.Tensor | None = None,
@@ -604,7 +629,7 @@ class Sam2Propagator:
         return postprocess_mask_scores(low, c.fill_hole_area, c.max_sprinkle_area, c.mask_threshold)
 
     def _to_video(self, low: torch.Tensor) -> torch.Tensor:
-        return F.interpolate(low, size=(self.height, self.width), mode="bilinear", align_corners=False)[:, 0]
+        return to_video_resolution(low, self.height, self.width)
 
     def _encode_memories(self, feats: FrameFeatures, masks: torch.Tensor, scores: torch.Tensor,
                          from_prompt: bool) -> torch.Tensor:
