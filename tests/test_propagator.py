@@ -86,6 +86,15 @@ def test_segment_boxes_equals_box_prompt_and_clips(sam_dir: Path, frames) -> Non
     assert bm.iou_scores.shape == (3,) and bm.object_scores.shape == (3,)
     for threshold, step in ((0.0, 1), (0.0, 2), (-1.5, 8), (2.0, 3)):  # a few boxes at a time = all at once
         assert torch.equal(bm.masks(threshold, boxes_per_step=step), bm.logits > threshold)
+    import gsam2_video.models.propagator as propagator_module
+
+    for per_decode in (1, 2):  # the decoder batches boxes in steps; the steps do not change the masks
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(propagator_module, "BOXES_PER_DECODE", per_decode)
+            stepped = prop.segment_boxes(feats, boxes)
+        assert stepped.keep.tolist() == bm.keep.tolist()
+        torch.testing.assert_close(stepped.low_res, bm.low_res, rtol=0, atol=1e-5)
+        torch.testing.assert_close(stepped.iou_scores, bm.iou_scores, rtol=0, atol=1e-5)
     clipped = prop.segment_boxes(feats, np.array([[0, 0, 150, 200], [160, 60, w, h]], np.float32))
     torch.testing.assert_close(bm.logits[[0, 2]], clipped.logits, rtol=0, atol=1e-5)
     # a box prompt on a new object gives the same mask as segment_boxes (same features, same decoder)
