@@ -274,6 +274,11 @@ class ForwardTimer:
         for name in ("vision_encoder", "prompt_encoder", "mask_decoder", "memory_attention", "memory_encoder",
                      "mask_downsample", "object_pointer_proj"):
             self.watch(f"{prefix}.{name}", getattr(model, name))
+        # the mask decoder's high-resolution feature projections run on every frame from get_image_features,
+        # outside the mask decoder's forward (inside it, nesting counts them once)
+        for name in ("conv_s0", "conv_s1"):
+            if hasattr(model.mask_decoder, name):
+                self.watch(f"{prefix}.mask_decoder.{name}", getattr(model.mask_decoder, name))
 
     @property
     def total(self) -> float:
