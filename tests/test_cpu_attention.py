@@ -128,3 +128,21 @@ def test_propagator_uses_it_for_bf16_on_cpu_only(tiny_models: dict[str, Path], t
     for a, b in zip(blocked, reference):
         union = np.logical_or(a, b).sum()
         assert union == 0 or np.logical_and(a, b).sum() / union > 0.97
+
+
+def test_an_older_transformers_only_costs_speed(tiny_models: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:
+    """If the model cannot switch its attention function, the session runs on SDPA instead of failing."""
+    from transformers import Sam2VideoModel
+
+    from gsam2_video.ops.cpu_attention import use_blocked_memory_attention
+
+    model = Sam2VideoModel.from_pretrained(str(tiny_models["sam2"]))
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise TypeError("set_attn_implementation() takes a str")
+
+    monkeypatch.setattr(model, "set_attn_implementation", refuse)
+    assert use_blocked_memory_attention(model) is False
+    assert model.config._attn_implementation == "sdpa"
+    prop = Sam2Propagator(model, PropagatorConfig(), device="cpu", dtype="bf16")
+    assert prop.model.config._attn_implementation == "sdpa"

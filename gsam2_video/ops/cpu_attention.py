@@ -15,9 +15,12 @@ exact path is untouched.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import torch
+
+log = logging.getLogger("gsam2_video")
 
 #: the name this function is registered under in transformers' AttentionInterface
 ATTENTION_NAME = "gsam2_cpu_bf16_memory"
@@ -68,12 +71,22 @@ def memory_attention_forward(module: torch.nn.Module, query: torch.Tensor, key: 
     return out.transpose(1, 2).contiguous(), None  # B x L x H x D, as transformers' attention functions return
 
 
-def use_blocked_memory_attention(model: Any) -> None:
+def use_blocked_memory_attention(model: Any) -> bool:
     """Route ``model`` (a Sam2VideoModel) to ``memory_attention_forward`` through transformers' public
-    attention-function registry; sub-models (vision encoder, mask decoder) keep their implementation."""
-    from transformers import AttentionInterface
+    attention-function registry; sub-models (vision encoder, mask decoder) keep their implementation.
 
-    AttentionInterface.register(ATTENTION_NAME, memory_attention_forward)  # idempotent: same key, same function
-    keep = {name: getattr(model.config, name)._attn_implementation for name in model.config.sub_configs
-            if getattr(model.config, name, None) is not None}
-    model.set_attn_implementation({"": ATTENTION_NAME, **keep})
+    Returns False, leaving the model on SDPA, when the installed transformers cannot switch one model's
+    attention function this way (per-sub-config ``set_attn_implementation`` is recent): the blocked path
+    is only a speed-up, so an older transformers costs speed, not correctness.
+    """
+    try:
+        from transformers import AttentionInterface
+
+        keep = {name: getattr(model.config, name)._attn_implementation for name in model.config.sub_configs
+                if getattr(model.config, name, None) is not None}
+        AttentionInterface.register(ATTENTION_NAME, memory_attention_forward)  # idempotent: same key and function
+        model.set_attn_implementation({"": ATTENTION_NAME, **keep})
+    except (ImportError, AttributeError, TypeError, ValueError, KeyError) as exc:
+        log.info("SAM 2 memory attention stays on SDPA (this transformers cannot switch it: %s)", exc)
+        return False
+    return model.config._attn_implementation == ATTENTION_NAME
