@@ -9,8 +9,8 @@ rows, so the score matrix never exceeds ``rows x keys`` and stays in cache-frien
 
 It is used only where it was measured to win: CPU tensors in bf16, no attention mask, no dropout, not
 causal, at least ``MIN_KEYS`` keys, and only in SAM 2's memory attention (``Sam2VideoRoPEAttention``);
-everything else goes to transformers' SDPA path unchanged. fp32 runs never see it, so the parity tests'
-exact path is untouched.
+everything else goes to transformers' SDPA path unchanged. fp32 runs never take the blocked path, so the
+parity tests' exact path is untouched.
 """
 
 from __future__ import annotations
@@ -24,7 +24,8 @@ log = logging.getLogger("gsam2_video")
 
 #: the name this function is registered under in transformers' AttentionInterface
 ATTENTION_NAME = "gsam2_cpu_bf16_memory"
-#: below this many keys SDPA is faster (64 keys: 0.79x; 256: 2.6x; 28,736: 1.3-2x; benchmarks/attention.py)
+#: below this many keys SDPA is as fast or faster (blocked/SDPA speed: 64 keys 0.8-1.0x, 256 keys 2.5x,
+#: 28,736 keys 1.5x; benchmarks/attention.py)
 MIN_KEYS = 256
 #: query rows per block: the score block is rows x keys
 BLOCK_ROWS = 256
