@@ -21,7 +21,7 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -77,6 +77,20 @@ def assert_same_as_local(out: Path, reference: Path) -> None:
     assert (failure["video"], failure["error"]) == ("vtest_head", "SourceError")
 
 
+def watch_workers(monkeypatch: pytest.MonkeyPatch, on_status: Callable[..., None]) -> None:
+    """Every RayBackend the command builds reports worker status to ``on_status``, polled every 50 ms."""
+    from gsam2_video.dataset.ray_backend import RayBackend
+
+    original = RayBackend.__init__
+
+    def with_watcher(self: RayBackend, *args: object, **kwargs: object) -> None:
+        original(self, *args, **kwargs)
+        self.on_status = on_status
+        self.options = dataclasses.replace(self.options, poll_seconds=0.05)
+
+    monkeypatch.setattr(RayBackend, "__init__", with_watcher)
+
+
 @pytest.mark.slow
 def test_ray_backend_writes_the_bytes_of_a_local_run(ray_cluster: object, tiny_models: dict[str, Path],
                                                      videos_dir: Path, corrupt_clip: Path,  # noqa: F811
@@ -104,7 +118,7 @@ def test_worker_killed_mid_video_is_retried_and_the_output_is_unchanged(
         corrupt_clip: Path, tmp_path: Path, local_reference: Path,  # noqa: F811
         monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     from gsam2_video.cli import main
-    from gsam2_video.dataset.ray_backend import RayBackend, WorkerStatus
+    from gsam2_video.dataset.ray_backend import WorkerStatus
 
     killed: list[WorkerStatus] = []
 
@@ -114,14 +128,7 @@ def test_worker_killed_mid_video_is_retried_and_the_output_is_unchanged(
             killed.append(status)
             os.kill(status.pid, signal.SIGKILL)
 
-    original = RayBackend.__init__
-
-    def with_killer(self: RayBackend, *args: object, **kwargs: object) -> None:
-        original(self, *args, **kwargs)
-        self.on_status = kill_once
-        self.options = dataclasses.replace(self.options, poll_seconds=0.05)
-
-    monkeypatch.setattr(RayBackend, "__init__", with_killer)
+    watch_workers(monkeypatch, kill_once)
     out = tmp_path / "ray_killed"
     args = dataset_args(tiny_models, out, clips(videos_dir, corrupt_clip), *FRAMES, "--backend", "ray",
                         "--workers", "2", "--max-retries", "1")
@@ -145,7 +152,7 @@ def test_a_video_whose_worker_dies_too_often_fails_alone(
         ray_cluster: object, tiny_models: dict[str, Path], videos_dir: Path, tmp_path: Path,
         one_thread: None, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:  # noqa: F811
     from gsam2_video.cli import main
-    from gsam2_video.dataset.ray_backend import RayBackend, WorkerStatus
+    from gsam2_video.dataset.ray_backend import WorkerStatus
 
     killed: list[int] = []
 
@@ -154,14 +161,7 @@ def test_a_video_whose_worker_dies_too_often_fails_alone(
             killed.append(status.pid)
             os.kill(status.pid, signal.SIGKILL)
 
-    original = RayBackend.__init__
-
-    def with_killer(self: RayBackend, *args: object, **kwargs: object) -> None:
-        original(self, *args, **kwargs)
-        self.on_status = kill_tree
-        self.options = dataclasses.replace(self.options, poll_seconds=0.05)
-
-    monkeypatch.setattr(RayBackend, "__init__", with_killer)
+    watch_workers(monkeypatch, kill_tree)
     out = tmp_path / "out"
     inputs = [videos_dir / "tree.avi", videos_dir / "carphone_pristine.mp4"]
     args = dataset_args(tiny_models, out, inputs, *FRAMES, "--backend", "ray", "--workers", "2", "--max-retries", "1")
