@@ -1,7 +1,7 @@
 """Every kernel source compiles for sm_80 and sm_90: with nvcc -ptx and with NVRTC (the run-time path).
 
-Skips cleanly when nvcc or the NVRTC library is absent. Also checks the sources are found where an
-installed package looks for them and that the NVRTC program text is self-contained.
+Skips cleanly when nvcc or the NVRTC library is absent. Also checks that the NVRTC program text is
+self-contained (where the sources are found is tests/test_kernels_packaging.py).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import subprocess
 import pytest
 
 from gsam2_video.kernels.compile import compile_ptx, nvrtc_options
-from gsam2_video.kernels.sources import CUDA_DIR, KERNELS, expanded_source
+from gsam2_video.kernels.sources import KERNELS, cuda_dir, expanded_source
 
 ARCHS = [(8, 0), (9, 0)]
 
@@ -28,8 +28,7 @@ def _nvrtc_ok() -> bool:
         return False
 
 
-def test_sources_ship_in_package_and_expand_without_local_includes():
-    assert CUDA_DIR.name == "cuda" and CUDA_DIR.parent.name == "gsam2_video"
+def test_sources_expand_without_local_includes():
     for source in KERNELS:
         text = expanded_source(source)
         assert not re.search(r'#include\s+"', text), source
@@ -70,8 +69,8 @@ def test_nvcc_ptx_compiles_every_kernel(cc, tmp_path):
     arch = f"sm_{cc[0]}{cc[1]}"
     for source, names in KERNELS.items():
         out = tmp_path / f"{source}.{arch}.ptx"
-        cmd = ["nvcc", "-ptx", f"-arch={arch}", *nvrtc_options(cc), "-I", str(CUDA_DIR),
-               str(CUDA_DIR / source), "-o", str(out)]
+        cmd = ["nvcc", "-ptx", f"-arch={arch}", *nvrtc_options(cc), "-I", str(cuda_dir()),
+               str(cuda_dir() / source), "-o", str(out)]
         proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
         assert proc.returncode == 0, proc.stderr
         ptx = out.read_text()

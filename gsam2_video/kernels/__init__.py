@@ -1,4 +1,5 @@
-"""CuPy/NVRTC kernels for the hot paths, loaded at run time from ``gsam2_video/cuda`` (no build step).
+"""CuPy/NVRTC kernels for the hot paths, loaded at run time from the ``cuda/`` folder
+(installed as package data ``gsam2_video._cuda``; no build step).
 
 The ops in ``gsam2_video.ops`` call into here for CUDA tensors; this package holds the loader (compile
 options, caches), the runners (CuPy on torch's stream, host emulation for CPU verification) and one

@@ -24,7 +24,7 @@ import torch
 
 from ..errors import ModelError
 from .compile import get_function
-from .sources import CUDA_DIR, EMULATION_HEADER, KERNELS
+from .sources import EMULATION_HEADER, KERNELS, cuda_dir
 
 BLOCK = 256
 MAX_BLOCKS = 65535
@@ -38,7 +38,7 @@ def grid_for(total: int, block: int = BLOCK, max_blocks: int = MAX_BLOCKS) -> Gr
 
 
 class Runner(Protocol):
-    """Something that can launch a kernel from ``gsam2_video/cuda`` on tensors of its device."""
+    """Something that can launch a kernel from the ``cuda/`` kernel folder on tensors of its device."""
 
     def launch(self, source: str, name: str, grid: Grid, block: Grid, args: Sequence[Any]) -> None: ...
 
@@ -99,7 +99,7 @@ _CTYPES = {np.int32: ctypes.c_int32, np.int64: ctypes.c_int64, np.float32: ctype
 
 
 class EmulationRunner:
-    """Run the kernels' C++ host-emulation build (see ``gsam2_video/cuda/host_emulation.h``) on CPU tensors."""
+    """Run the kernels' C++ host-emulation build (see ``cuda/host_emulation.h``) on CPU tensors."""
 
     def __init__(self, library: Path) -> None:
         self.lib = ctypes.CDLL(str(library))
@@ -149,7 +149,7 @@ def build_emulation_library(out_dir: Path, compiler: str = "g++") -> Path:
     harness.write_text("\n".join(lines) + "\n")
     lib = out_dir / "libgsam2_emu.so"
     cmd = [compiler, "-std=c++17", "-O2", "-shared", "-fPIC", "-Wall", "-Wno-unused-function",
-           "-I", str(CUDA_DIR), str(harness), "-o", str(lib)]
+           "-I", str(cuda_dir()), str(harness), "-o", str(lib)]
     proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if proc.returncode != 0:
         raise ModelError(f"host emulation build failed: {proc.stderr.strip()[:2000]}")
