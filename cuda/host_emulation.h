@@ -7,8 +7,9 @@
 // - Atomics are plain read-modify-write operations returning the old value (sequential execution is one
 //   of the interleavings a GPU may produce; the kernels are written to be correct under any of them).
 // - The kernels use no shared memory and no __syncthreads, so sequential threads are faithful.
-// - Float bit casts and __popc map to memcpy and the GCC builtin; __CUDA_ARCH__ stays undefined, so the
-//   software half conversions in gsam2_common.cuh are the ones exercised.
+// - Float bit casts and __popc map to memcpy and the GCC builtin, the _rn arithmetic intrinsics to plain
+//   IEEE operations; __CUDA_ARCH__ stays undefined, so the software half conversions in gsam2_common.cuh
+//   are the ones exercised.
 #pragma once
 #define GSAM2_HOST_EMULATION 1
 
@@ -46,6 +47,15 @@ inline void __syncthreads() {}
 inline unsigned __float_as_uint(float f) { unsigned u; std::memcpy(&u, &f, sizeof u); return u; }
 inline float __uint_as_float(unsigned u) { float f; std::memcpy(&f, &u, sizeof f); return f; }
 inline int __popc(unsigned x) { return __builtin_popcount(x); }
+
+// Explicitly rounded arithmetic (the kernels use them where an FMA contraction would change results): on
+// the host, plain IEEE operations; g++ in ISO C++ mode (-std=c++17) does not contract a * b + c.
+inline double __dadd_rn(double a, double b) { return a + b; }
+inline double __dsub_rn(double a, double b) { return a - b; }
+inline double __dmul_rn(double a, double b) { return a * b; }
+inline double __ddiv_rn(double a, double b) { return a / b; }
+inline float __fsub_rn(float a, float b) { return a - b; }
+inline float __fdiv_rn(float a, float b) { return a / b; }
 
 
 

@@ -1,85 +1,129 @@
-// Fused frame preprocessing: uint8 B x H x W x C frames -> resized, normalised float B x C x h x w.
+// SAM 2 frame preprocessing on the device, bit-exact with Meta's reference (PIL bicubic + ImageNet norm).
 //
-// One thread per output pixel, all channels (C <= 4) at once. The resize is the antialiased separable
-// filter torch uses with antialias=True (PIL's filters): for output index i, scale s = in / out,
-// center = s * (i + 0.5), support = r * max(s, 1) (r = 2 bicubic, 1 bilinear), taps from
-// max(int(center - support + 0.5), 0) to min(int(center + support + 0.5), in), tap weight
-// filter((j - center + 0.5) / max(s, 1)) normalised to sum 1. The horizontal sum is taken first, then the
-// vertical one, as torch does; the result is clamped to [0, 255] and normalised as (v / 255 - mean) / std.
+// Meta's video predictor resizes the uint8 RGB frame with PIL's bicubic filter, divides by 255 in double,
+// stores float32 and normalises with the ImageNet mean/std in float32. PIL resamples 8-bit images in integer
+// fixed point, so a float resize cannot match it; these kernels reimplement PIL's 8-bit algorithm:
+//
+// * Coefficients per output index (pp_coeffs), in double, as PIL computes them: scale = in / out,
+//   filterscale = max(scale, 1), support = 2 * filterscale, center = (i + 0.5) * scale, taps from
+//   xmin = max(int(center - support + 0.5), 0) to min(int(center + support + 0.5), in), tap weight
+//   bicubic((j + xmin - center + 0.5) / filterscale) with a = -0.5, normalised by their sequential sum, then
+//   converted to fixed point with 22 fraction bits (32 - 8 - 2), rounding half away from zero.
+// * Two separable passes, horizontal first, each accumulating in int32 from 2^21 (the rounding half) and
+//   clipping (acc >> 22) to 0..255, so the intermediate image is uint8 as in PIL. A pass whose size does
+//   not change is skipped (PIL does the same). PIL runs the horizontal pass only on the rows the vertical
+//   pass reads; rows are independent, so running it on every row gives the same pixels.
+// * pp_normalize: (float)(v / 255.0 in double), minus mean, divided by std, in float32, HWC -> CHW.
+//
+// Every double operation is an explicit _rn intrinsic: plain a * b + c may be contracted into an FMA by
+// nvcc, which rounds once instead of twice and would move a coefficient by one unit in rare cases. The
+// host emulation maps the intrinsics to plain IEEE operations (g++ in ISO C++ mode does not contract).
 #include "gsam2_common.cuh"
 
-__device__ __forceinline__ float pp_cubic(float x) {  // a = -0.5, PIL's bicubic
-  const float a = -0.5f;
-  x = fabsf(x);
-  if (x < 1.f) return ((a + 2.f) * x - (a + 3.f)) * x * x + 1.f;
-  if (x < 2.f) return (((x - 5.f) * x + 8.f) * x - 4.f) * a;
-  return 0.f;
+#define PP_PRECISION_BITS 22
+#define PP_FIXED_ONE 4194304.0  // 2^22
+
+__device__ __forceinline__ double pp_bicubic(double x) {
+  if (x < 0.0) x = -x;
+  if (x < 1.0) return __dadd_rn(__dmul_rn(__dmul_rn(__dsub_rn(__dmul_rn(1.5, x), 2.5), x), x), 1.0);
+  if (x < 2.0) {
+    return __dmul_rn(__dsub_rn(__dmul_rn(__dadd_rn(__dmul_rn(__dsub_rn(x, 5.0), x), 8.0), x), 4.0), -0.5);
+  }
+  return 0.0;
 }
 
-__device__ __forceinline__ float pp_triangle(float x) {
-  x = fabsf(x);
-  return x < 1.f ? 1.f - x : 0.f;
+__device__ __forceinline__ double pp_tap(int j, double center, double inv_filterscale) {
+  return pp_bicubic(__dmul_rn(__dadd_rn(__dsub_rn((double)j, center), 0.5), inv_filterscale));
 }
 
-__device__ __forceinline__ float pp_filter(float x, int cubic) { return cubic ? pp_cubic(x) : pp_triangle(x); }
-
-struct PPWindow {
-  int lo;
-  int n;
-  float center;
-  float inv;
-  float total;
-};
-
-__device__ __forceinline__ PPWindow pp_window(int i, int in_size, int out_size, int cubic) {
-  const float scale = (float)in_size / (float)out_size;
-  const float radius = cubic ? 2.f : 1.f;
-  const float support = scale >= 1.f ? radius * scale : radius;
-  PPWindow w;
-  w.center = scale * ((float)i + 0.5f);
-  w.inv = scale >= 1.f ? 1.f / scale : 1.f;
-  const int lo = (int)(w.center - support + 0.5f);
-  w.lo = lo > 0 ? lo : 0;
-  const int hi = (int)(w.center + support + 0.5f);
-  w.n = (hi < in_size ? hi : in_size) - w.lo;
-  w.total = 0.f;
-  for (int j = 0; j < w.n; ++j) w.total += pp_filter(((float)(j + w.lo) - w.center + 0.5f) * w.inv, cubic);
-  return w;
-}
-
-__device__ __forceinline__ float pp_weight(const PPWindow& w, int j, int cubic) {
-  const float f = pp_filter(((float)(j + w.lo) - w.center + 0.5f) * w.inv, cubic);
-  return w.total != 0.f ? f / w.total : f;
-}
-
-extern "C" __global__ void preprocess_resize_normalize(const u8* __restrict__ src, float* __restrict__ dst,
-                                                       int batch, int in_h, int in_w, int channels, int out_h,
-                                                       int out_w, const float* __restrict__ mean,
-                                                       const float* __restrict__ stdev, int cubic) {
-  const i64 plane = (i64)out_h * out_w;
-  for (i64 t = g_thread_index(); t < (i64)batch * plane; t += g_thread_stride()) {
-    const i64 b = t / plane;
-    const int oy = (int)((t - b * plane) / out_w);
-    const int ox = (int)(t - b * plane - (i64)oy * out_w);
-    const PPWindow wy = pp_window(oy, in_h, out_h, cubic);
-    const PPWindow wx = pp_window(ox, in_w, out_w, cubic);
-    float acc[4] = {0.f, 0.f, 0.f, 0.f};
-    const u8* img = src + b * in_h * (i64)in_w * channels;
-    for (int jy = 0; jy < wy.n; ++jy) {
-      const float ky = pp_weight(wy, jy, cubic);
-      const u8* row = img + (i64)(wy.lo + jy) * in_w * channels;
-      float line[4] = {0.f, 0.f, 0.f, 0.f};
-      for (int jx = 0; jx < wx.n; ++jx) {
-        const float kx = pp_weight(wx, jx, cubic);
-        const u8* px = row + (i64)(wx.lo + jx) * channels;
-        for (int c = 0; c < channels; ++c) line[c] += kx * (float)px[c];
+// bounds[2 i] = first input index, bounds[2 i + 1] = number of taps; kk[i * ksize + t] = fixed-point weight.
+extern "C" __global__ void pp_coeffs(int in_size, int out_size, int ksize, int* __restrict__ bounds,
+                                     int* __restrict__ kk) {
+  for (i64 t = g_thread_index(); t < (i64)out_size; t += g_thread_stride()) {
+    const int i = (int)t;
+    const double scale = __ddiv_rn((double)in_size, (double)out_size);
+    const double filterscale = scale < 1.0 ? 1.0 : scale;
+    const double support = __dmul_rn(2.0, filterscale);
+    const double center = __dmul_rn(__dadd_rn((double)i, 0.5), scale);
+    const double inv = __ddiv_rn(1.0, filterscale);
+    int xmin = (int)__dadd_rn(__dsub_rn(center, support), 0.5);
+    if (xmin < 0) xmin = 0;
+    int xmax = (int)__dadd_rn(__dadd_rn(center, support), 0.5);
+    if (xmax > in_size) xmax = in_size;
+    xmax -= xmin;
+    double ww = 0.0;
+    for (int x = 0; x < xmax; ++x) ww = __dadd_rn(ww, pp_tap(x + xmin, center, inv));
+    int* k = kk + (i64)i * ksize;
+    for (int x = 0; x < ksize; ++x) {
+      if (x >= xmax) {
+        k[x] = 0;
+        continue;
       }
-      for (int c = 0; c < channels; ++c) acc[c] += ky * line[c];
+      double w = pp_tap(x + xmin, center, inv);
+      if (ww != 0.0) w = __ddiv_rn(w, ww);
+      const double scaled = __dmul_rn(w, PP_FIXED_ONE);
+      k[x] = w < 0.0 ? (int)__dadd_rn(-0.5, scaled) : (int)__dadd_rn(0.5, scaled);
     }
-    for (int c = 0; c < channels; ++c) {
-      float v = acc[c];
-      v = v < 0.f ? 0.f : (v > 255.f ? 255.f : v);
-      dst[((b * channels + c) * (i64)out_h + oy) * out_w + ox] = (v / 255.f - mean[c]) / stdev[c];
-    }
+    bounds[2 * i] = xmin;
+    bounds[2 * i + 1] = xmax;
+  }
+}
+
+__device__ __forceinline__ u8 pp_clip8(int acc) {
+  const int v = acc >> PP_PRECISION_BITS;  // arithmetic shift: floor division, as PIL's lookup index
+  return (u8)(v < 0 ? 0 : (v > 255 ? 255 : v));
+}
+
+// src rows x in_w x C -> dst rows x out_w x C (one thread per output value).
+extern "C" __global__ void pp_resample_horizontal(const u8* __restrict__ src, u8* __restrict__ dst, int rows,
+                                                  int in_w, int out_w, int channels,
+                                                  const int* __restrict__ bounds, const int* __restrict__ kk,
+                                                  int ksize) {
+  const i64 total = (i64)rows * out_w * channels;
+  for (i64 t = g_thread_index(); t < total; t += g_thread_stride()) {
+    const int c = (int)(t % channels);
+    const i64 p = t / channels;
+    const int xx = (int)(p % out_w);
+    const i64 row = p / out_w;
+    const int xmin = bounds[2 * xx];
+    const int taps = bounds[2 * xx + 1];
+    const int* k = kk + (i64)xx * ksize;
+    const u8* line = src + (row * in_w + xmin) * channels + c;
+    int acc = 1 << (PP_PRECISION_BITS - 1);
+    for (int x = 0; x < taps; ++x) acc += (int)line[(i64)x * channels] * k[x];
+    dst[t] = pp_clip8(acc);
+  }
+}
+
+// src in_h x width x C -> dst out_h x width x C (one thread per output value).
+extern "C" __global__ void pp_resample_vertical(const u8* __restrict__ src, u8* __restrict__ dst, int out_h,
+                                                int width, int channels, const int* __restrict__ bounds,
+                                                const int* __restrict__ kk, int ksize) {
+  const i64 row_len = (i64)width * channels;
+  const i64 total = (i64)out_h * row_len;
+  for (i64 t = g_thread_index(); t < total; t += g_thread_stride()) {
+    const int yy = (int)(t / row_len);
+    const i64 col = t - (i64)yy * row_len;
+    const int ymin = bounds[2 * yy];
+    const int taps = bounds[2 * yy + 1];
+    const int* k = kk + (i64)yy * ksize;
+    const u8* column = src + (i64)ymin * row_len + col;
+    int acc = 1 << (PP_PRECISION_BITS - 1);
+    for (int y = 0; y < taps; ++y) acc += (int)column[(i64)y * row_len] * k[y];
+    dst[t] = pp_clip8(acc);
+  }
+}
+
+// uint8 H x W x 3 -> float32 3 x H x W: ((float)(v / 255.0) - mean[c]) / std[c], each step rounded as torch.
+extern "C" __global__ void pp_normalize(const u8* __restrict__ src, float* __restrict__ dst, int pixels,
+                                        float mean0, float mean1, float mean2, float std0, float std1,
+                                        float std2) {
+  for (i64 t = g_thread_index(); t < (i64)pixels * 3; t += g_thread_stride()) {
+    const int c = (int)(t / pixels);
+    const i64 p = t - (i64)c * pixels;
+    const float mean = c == 0 ? mean0 : (c == 1 ? mean1 : mean2);
+    const float stdev = c == 0 ? std0 : (c == 1 ? std1 : std2);
+    const float v = (float)__ddiv_rn((double)src[p * 3 + c], 255.0);
+    dst[t] = __fdiv_rn(__fsub_rn(v, mean), stdev);
   }
 }

@@ -15,7 +15,8 @@ import inspect
 import torch
 from torch import nn
 
-from ..ops._dispatch import use_kernel
+from ..ops._dispatch import dispatch, record_call
+from ..ops.deformable_attention import OP
 from .runtime import Runner
 
 _TARGET = "MultiScaleDeformableAttention"
@@ -36,13 +37,14 @@ class KernelDeformableAttention(nn.Module):
         self.runner = runner
 
     def _kernel_applies(self, value: torch.Tensor, locations: torch.Tensor, weights: torch.Tensor) -> bool:
-        if value.dtype not in _DTYPES:
+        if value.dtype not in _DTYPES or (
+                torch.is_grad_enabled() and any(t.requires_grad for t in (value, locations, weights))):
+            record_call(OP, kernel=False)  # forward-only kernel: keep autograd on the torch path
             return False
-        if torch.is_grad_enabled() and any(t.requires_grad for t in (value, locations, weights)):
-            return False  # forward-only kernel: keep autograd on the torch path
         if self.runner is not None:
+            record_call(OP, kernel=True)
             return True
-        return use_kernel(value, locations, weights)
+        return dispatch(OP, value, locations, weights)
 
     def forward(self, value: torch.Tensor, value_spatial_shapes: torch.Tensor,
                 value_spatial_shapes_list: list[tuple[int, int]], level_start_index: torch.Tensor,

@@ -61,7 +61,7 @@ KERNELS: dict[str, tuple[str, ...]] = {
     "connected_components.cu": ("ccl_init", "ccl_merge", "ccl_compress", "ccl_count", "ccl_finalize"),
     "mask_iou.cu": ("iou_pack_bits", "iou_row_popcount", "iou_pair_intersections"),
     "rle.cu": ("rle_run_starts",),
-    "preprocess.cu": ("preprocess_resize_normalize",),
+    "preprocess.cu": ("pp_coeffs", "pp_resample_horizontal", "pp_resample_vertical", "pp_normalize"),
 }
 
 _INCLUDE = re.compile(r'^\s*#include\s+"([^"]+)"\s*$', re.MULTILINE)

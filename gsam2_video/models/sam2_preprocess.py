@@ -5,6 +5,11 @@ image_size`` with PIL's default filter (bicubic), divides by 255 in float64, sto
 with the ImageNet mean/std in float32. transformers' Sam2 processors resize with bilinear+antialias and
 need torchvision; the masks differ visibly between the two, so the propagator uses this function instead.
 The same operations in the same order give bit-identical pixel values to ``sam2.utils.misc``.
+
+On a CUDA device :func:`preprocess_frame_tensor` uploads the uint8 frame (a quarter of the float tensor's
+bytes) and runs the same computation as CUDA kernels (``cuda/preprocess.cu``: PIL's integer bicubic
+resize reimplemented, then the normalisation with the same roundings), so the encoder sees the same pixels
+on CUDA as on CPU and parity with Meta holds on both. Everywhere else it is the PIL path below.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ import torch
 from PIL import Image
 
 from ..errors import ModelError
+from ..ops._dispatch import route
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -48,3 +54,41 @@ def preprocess_frame(image: np.ndarray, image_size: int) -> torch.Tensor:
     scaled -= mean
     scaled /= std
     return scaled.contiguous()
+
+
+def _host_frame(image: np.ndarray | torch.Tensor) -> np.ndarray:
+    if isinstance(image, torch.Tensor):
+        image = image.detach().cpu().numpy()
+    return check_frame(image)
+
+
+def _device_frame(image: np.ndarray | torch.Tensor, device: torch.device) -> torch.Tensor:
+    """The uint8 H x W x 3 frame on ``device``: host frames go through pinned memory, copied asynchronously."""
+    if isinstance(image, torch.Tensor) and image.device == device:
+        if image.dtype != torch.uint8 or image.dim() != 3 or image.shape[2] != 3:
+            raise ModelError(f"SAM 2 frame must be an H x W x 3 uint8 tensor, got {image.dtype} "
+                             f"{tuple(image.shape)}")
+        return image.contiguous()
+    host = torch.from_numpy(np.ascontiguousarray(_host_frame(image)))
+    return host.pin_memory().to(device, non_blocking=True)
+
+
+def preprocess_frame_tensor(image: np.ndarray | torch.Tensor, image_size: int,
+                            device: torch.device | str) -> torch.Tensor:
+    """1 x 3 x image_size x image_size float32 on ``device``: :func:`preprocess_frame`, on the GPU there.
+
+    ``image`` is an H x W x 3 RGB uint8 numpy array or torch tensor (possibly already on ``device``). On a
+    CUDA device with CuPy the kernels compute it (equal to the CPU path: the resized pixels exactly, the
+    normalised values to the bit in the emulation tests); otherwise the frame takes the PIL path on the
+    host and the result is copied to ``device`` (on CPU: exactly what ``preprocess_frame`` returns).
+    """
+    device = torch.device(device)
+    if route("preprocess", device.type == "cuda"):
+        from ..kernels.preprocess import normalize_cuda, resize_bicubic_cuda
+
+        if device.index is None:  # "cuda" means the current device; tensors always name theirs
+            device = torch.device("cuda", torch.cuda.current_device())
+        frame = _device_frame(image, device)
+        resized = resize_bicubic_cuda(frame, image_size, image_size)
+        return normalize_cuda(resized, IMAGENET_MEAN, IMAGENET_STD).unsqueeze(0)
+    return preprocess_frame(_host_frame(image), image_size).unsqueeze(0).to(device)

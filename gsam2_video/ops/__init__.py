@@ -9,10 +9,9 @@ from __future__ import annotations
 from .connected_components import connected_components
 from .deformable_attention import multi_scale_deformable_attention
 from .mask_iou import mask_coverage_matrix, mask_iou_matrix
-from .preprocess import IMAGENET_MEAN, IMAGENET_STD, preprocess_frames
 from .rle import rle_encode
 
 __all__ = [
-    "IMAGENET_MEAN", "IMAGENET_STD", "connected_components", "mask_coverage_matrix", "mask_iou_matrix",
-    "multi_scale_deformable_attention", "preprocess_frames", "rle_encode",
+    "connected_components", "mask_coverage_matrix", "mask_iou_matrix", "multi_scale_deformable_attention",
+    "rle_encode",
 ]

@@ -24,7 +24,7 @@ import torch
 from scipy import ndimage
 
 from ._checks import check_masks
-from ._dispatch import use_kernel
+from ._dispatch import dispatch
 
 
 def connected_components_reference(masks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -59,7 +59,7 @@ def connected_components(masks: torch.Tensor) -> tuple[torch.Tensor, torch.Tenso
     masks = check_masks("masks", masks, ndim=None)
     shape = masks.shape
     flat = masks.reshape(-1, shape[-2], shape[-1])
-    if use_kernel(flat) and flat.numel():
+    if flat.numel() and dispatch("connected_components", flat):
         from ..kernels.connected_components import connected_components_cuda
 
         labels, areas = connected_components_cuda(flat)

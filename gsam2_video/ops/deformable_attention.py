@@ -15,7 +15,9 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import ModelError
-from ._dispatch import use_kernel
+from ._dispatch import dispatch, record_call
+
+OP = "deformable_attention"  # the name kernel records count this op under
 
 
 def _check(value: torch.Tensor, spatial_shapes: torch.Tensor, level_start_index: torch.Tensor,
@@ -85,8 +87,9 @@ def multi_scale_deformable_attention(
     B x Q x heads x levels x points. Returns B x Q x (heads * D) in value's dtype.
     """
     _check(value, spatial_shapes, level_start_index, sampling_locations, attention_weights)
-    if use_kernel(value, sampling_locations, attention_weights) and value.dtype in (
-            torch.float32, torch.float16, torch.bfloat16):
+    if value.dtype not in (torch.float32, torch.float16, torch.bfloat16):
+        record_call(OP, kernel=False)
+    elif dispatch(OP, value, sampling_locations, attention_weights):
         from ..kernels.deformable_attention import multi_scale_deformable_attention_cuda
 
         return multi_scale_deformable_attention_cuda(value, spatial_shapes, level_start_index,

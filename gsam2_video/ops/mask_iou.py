@@ -14,7 +14,7 @@ import torch
 
 from ..errors import ModelError
 from ._checks import check_masks
-from ._dispatch import use_kernel
+from ._dispatch import dispatch
 
 _EXACT_FP32_PIXELS = 1 << 24
 _BIT_CHUNK_WORDS = 1 << 22  # uint64 words per vectorised AND/popcount step (32 MiB)
@@ -73,7 +73,7 @@ def overlap_counts_reference(a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Te
 
 
 def _overlap_counts(a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    if use_kernel(a, b) and a.shape[0] and b.shape[0]:
+    if a.shape[0] and b.shape[0] and dispatch("mask_iou", a, b):
         from ..kernels.mask_iou import overlap_counts_cuda
 
         return overlap_counts_cuda(a, b)
