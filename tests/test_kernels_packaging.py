@@ -25,7 +25,7 @@ SHIPPED = sorted([*KERNELS, "gsam2_common.cuh", EMULATION_HEADER])
 PROBE = (
     "import json; from importlib import resources; import gsam2_video.kernels.sources as s; "
     "print(json.dumps({'dir': str(s.cuda_dir()), 'installed': str(s.installed_cuda_dir()), "
-    f"'resources': str(resources.files({DATA_PACKAGE!r})), "
+    f"'resources': str((resources.files({DATA_PACKAGE!r}) / 'msda.cu').parent), "
     "'msda': len(s.expanded_source('msda.cu'))}))"
 )
 

@@ -31,11 +31,10 @@ _MARKER = "gsam2_common.cuh"  # a file only our kernel folder has (site-packages
 def installed_cuda_dir() -> Path | None:
     """The kernel folder of the installed data package (wheel or editable install), or None."""
     try:
-        folder = resources.files(DATA_PACKAGE)
+        marker = resources.files(DATA_PACKAGE) / _MARKER
     except ModuleNotFoundError:
         return None
-    path = Path(str(folder))
-    return path if (path / _MARKER).is_file() else None
+    return Path(str(marker)).parent if marker.is_file() else None
 
 
 @cache
