@@ -36,3 +36,24 @@ def blob_masks(n: int, h: int, w: int, seed: int = 0) -> torch.Tensor:
             x1 = x0 + int(torch.randint(1, w - x0 + 1, (1,), generator=g))
             out[i, y0:y1, x0:x1] = True
     return out
+
+
+def clip_label_maps(videos_dir, ids: tuple[int, ...], frames_per_clip: int = 1) -> list:
+    """H x W label maps cut from the shared clips' real frames: grey-level bands become track ids.
+
+    Real images give irregular regions, holes and ragged borders (long and short runs in every column), so
+    the RLE of each id is a realistic stress case. ``ids[0]`` is background; dtype follows the largest id.
+    """
+    import av
+    import numpy as np
+
+    top = max(ids)
+    dtype = np.uint8 if top <= 0xFF else np.uint16 if top <= 0xFFFF else np.int32
+    table = np.asarray(ids, dtype=dtype)
+    maps = []
+    for path in sorted(videos_dir.iterdir()):
+        with av.open(str(path)) as container:
+            for _, frame in zip(range(frames_per_clip), container.decode(video=0)):
+                grey = frame.to_ndarray(format="gray")
+                maps.append(table[(grey.astype(np.int64) * len(ids)) // 256])
+    return maps

@@ -8,21 +8,25 @@ from __future__ import annotations
 
 import shutil
 
+import numpy as np
 import pytest
 import torch
-from _kernel_cases import blob_masks, level_inputs, mask_batch
+from PIL import Image
+from _kernel_cases import blob_masks, clip_label_maps, level_inputs, mask_batch
 
+from gsam2_video.errors import ModelError
 from gsam2_video.kernels.connected_components import connected_components_cuda
 from gsam2_video.kernels.deformable_attention import channel_pack, multi_scale_deformable_attention_cuda
 from gsam2_video.kernels.mask_iou import overlap_counts_cuda
-from gsam2_video.kernels.preprocess import preprocess_frames_cuda
-from gsam2_video.kernels.rle import run_starts_cuda
+from gsam2_video.kernels.preprocess import normalize_cuda, resize_bicubic_cuda
+from gsam2_video.kernels.rle import label_changes_cuda
 from gsam2_video.kernels.runtime import EmulationRunner, build_emulation_library
 from gsam2_video.ops.connected_components import connected_components_reference
 from gsam2_video.ops.deformable_attention import multi_scale_deformable_attention_reference
 from gsam2_video.ops.mask_iou import overlap_counts_reference
-from gsam2_video.ops.preprocess import IMAGENET_MEAN, IMAGENET_STD, preprocess_frames_reference
-from gsam2_video.ops.rle import run_starts_reference
+from gsam2_video.models.sam2_preprocess import IMAGENET_MEAN, IMAGENET_STD, preprocess_frame
+from gsam2_video.ops.pil_resize import bicubic_coefficients, kernel_size, resize_bicubic_reference
+from gsam2_video.ops.rle import change_flags_reference, changes_on_device, run_lengths_from_changes
 
 
 @pytest.fixture(scope="session")
@@ -188,29 +192,102 @@ def test_iou_kernel_counts_match_reference(emu, n, m, h, w):
         assert torch.equal(g, r)
 
 
-# ---------------------------------------------------------------- RLE
-@pytest.mark.parametrize("shape", [(4, 33, 35), (2, 1, 1), (3, 7, 1), (2, 1, 9)])
-def test_rle_kernel_matches_reference(emu, shape):
-    masks = mask_batch(*shape, seed=5)
-    masks[0] = True
-    got = run_starts_cuda(masks, runner=emu)
-    assert torch.equal(got, run_starts_reference(masks))
+# ---------------------------------------------------------------- RLE from a label map
+@pytest.mark.parametrize("dtype", [torch.uint8, torch.uint16, torch.int32, torch.int64], ids=str)
+@pytest.mark.parametrize("shape", [(33, 35), (1, 1), (7, 1), (1, 9)])
+def test_rle_kernel_change_flags_match_reference(emu, shape, dtype):
+    values = torch.tensor([0, 2, 255] if dtype == torch.uint8 else [0, 2, 300, 65535])
+    labels = values[torch.randint(0, len(values), shape, generator=torch.Generator().manual_seed(5))].to(dtype)
+    assert torch.equal(label_changes_cuda(labels, runner=emu), change_flags_reference(labels))
 
 
-# ---------------------------------------------------------------- preprocessing
-@pytest.mark.parametrize("size", [(16, 20), (64, 80), (37, 53), (1, 1), (5, 90)])
-@pytest.mark.parametrize("mode", ["bicubic", "bilinear"])
-def test_preprocess_kernel_matches_reference(emu, size, mode):
-    frames = torch.randint(0, 256, (2, 37, 53, 3), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
-    got = preprocess_frames_cuda(frames, size, IMAGENET_MEAN, IMAGENET_STD, mode, runner=emu)
-    ref = preprocess_frames_reference(frames, size, IMAGENET_MEAN, IMAGENET_STD, mode)
-    torch.testing.assert_close(got, ref, rtol=0, atol=2e-5)
+@pytest.mark.parametrize("ids", [(0, 1, 2, 3, 200, 255), (0, 4, 256, 300, 1000, 65535), (0, 2, 70000, 9)])
+def test_rle_kernel_on_clip_label_maps_equals_pycocotools(emu, videos_dir, ids):
+    """The kernel's flags, compacted as on the GPU, give pycocotools' RLE of every id, byte for byte."""
+    import pycocotools.mask as mask_utils
+
+    for labels in clip_label_maps(videos_dir, ids):
+        t = torch.from_numpy(labels)
+        flags = label_changes_cuda(t, runner=emu)
+        assert torch.equal(flags, change_flags_reference(t))
+        pos, before, after = changes_on_device(t, flags)
+        runs = run_lengths_from_changes(pos, before, after, labels.size, np.array(ids[1:]))
+        h, w = labels.shape
+        got = mask_utils.frPyObjects([{"size": [h, w], "counts": r} for r in runs], h, w)
+        assert got == [mask_utils.encode(np.asfortranarray((labels == i).astype(np.uint8))) for i in ids[1:]]
 
 
-def test_preprocess_kernel_gray_and_rgba(emu):
-    for c in (1, 4):
-        frames = torch.randint(0, 256, (1, 9, 7, c), dtype=torch.uint8)
-        mean, std = (0.5,) * c, (0.25,) * c
-        got = preprocess_frames_cuda(frames, (5, 12), mean, std, "bicubic", runner=emu)
-        torch.testing.assert_close(got, preprocess_frames_reference(frames, (5, 12), mean, std, "bicubic"),
-                                   rtol=0, atol=2e-5)
+# ---------------------------------------------------------------- preprocessing (PIL bicubic, exactly)
+def _clip_frames(videos_dir, per_clip: int = 2) -> dict[str, list[np.ndarray]]:
+    """The first frame and a later one of each shared clip, decoded as the sources decode them (RGB24)."""
+    import av
+
+    frames: dict[str, list[np.ndarray]] = {}
+    for path in sorted(videos_dir.iterdir()):
+        with av.open(str(path)) as container:
+            decoded = [f.to_ndarray(format="rgb24") for _, f in zip(range(12), container.decode(video=0))]
+        frames[path.name] = [decoded[0], decoded[-1]][:per_clip]
+    assert len(frames) == 4, sorted(frames)
+    return frames
+
+
+def _pil(frame: np.ndarray, height: int, width: int) -> np.ndarray:
+    return np.asarray(Image.fromarray(frame).resize((width, height)))  # default filter: bicubic, as Meta
+
+
+def test_preprocess_kernel_resize_equals_pil_on_every_clip(emu, videos_dir):
+    """1024 x 1024 as SAM 2 uses it (up from 176x144 to down from 768x576) plus odd and non-square sizes."""
+    sizes = [(1024, 1024), (333, 333), (517, 291), (97, 1203), (120, 90)]
+    for name, frames in _clip_frames(videos_dir).items():
+        for frame in frames:
+            for h, w in sizes:
+                got = resize_bicubic_cuda(torch.from_numpy(frame), h, w, runner=emu).numpy()
+                assert np.array_equal(got, _pil(frame, h, w)), (name, frame.shape, (h, w))
+
+
+def test_preprocess_kernel_normalisation_equals_preprocess_frame(emu, videos_dir):
+    for name, frames in _clip_frames(videos_dir, per_clip=1).items():
+        frame = frames[0]
+        resized = resize_bicubic_cuda(torch.from_numpy(frame), 1024, 1024, runner=emu)
+        got = normalize_cuda(resized, IMAGENET_MEAN, IMAGENET_STD, runner=emu)
+        ref = preprocess_frame(frame, 1024)
+        assert got.dtype == torch.float32 and got.shape == ref.shape == (3, 1024, 1024)
+        # the same IEEE operations in the same order: equal to the bit (the GPU test allows 1 ulp)
+        assert torch.equal(got, ref), (name, float((got - ref).abs().max()))
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_preprocess_kernel_resize_equals_pil_on_random_sizes(emu, seed):
+    """Up, down, mixed, 1-pixel, strong reductions (wide filters) and both pass orders of Pillow 13."""
+    rng = np.random.default_rng(seed)
+    cases = [(1, 1, 5, 7), (9, 1, 1, 4), (37, 53, 16, 20), (53, 37, 16, 20), (120, 30, 7, 29), (30, 120, 29, 7),
+             (200, 60, 9, 61)]
+    cases += [tuple(int(v) for v in rng.integers(1, 90, 4)) for _ in range(12)]
+    for h, w, oh, ow in cases:
+        frame = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+        got = resize_bicubic_cuda(torch.from_numpy(frame), oh, ow, runner=emu).numpy()
+        assert np.array_equal(got, _pil(frame, oh, ow)), (h, w, oh, ow)
+        assert np.array_equal(got, resize_bicubic_reference(frame, oh, ow))
+
+
+def test_preprocess_kernel_coefficients_equal_reference(emu):
+    """The fixed-point taps computed on the device equal the numpy reference's (the double arithmetic)."""
+    for in_size, out_size in [(1920, 1024), (144, 1024), (1024, 1024), (7, 3), (1000, 13), (3, 1000)]:
+        bounds = torch.empty(2 * out_size, dtype=torch.int32)
+        ksize = kernel_size(in_size, out_size)
+        kk = torch.empty(out_size * ksize, dtype=torch.int32)
+        emu.launch("preprocess.cu", "pp_coeffs", (4, 1, 1), (256, 1, 1),
+                   (np.int32(in_size), np.int32(out_size), np.int32(ksize), bounds, kk))
+        xmin, taps, fixed = bicubic_coefficients(in_size, out_size)
+        assert np.array_equal(bounds.view(-1, 2)[:, 0].numpy(), xmin)
+        assert np.array_equal(bounds.view(-1, 2)[:, 1].numpy(), taps)
+        assert np.array_equal(kk.view(out_size, ksize).numpy(), fixed)
+
+
+def test_preprocess_kernel_rejects_bad_input(emu):
+    with pytest.raises(ModelError, match="uint8"):
+        resize_bicubic_cuda(torch.zeros(4, 4, 3), 2, 2, runner=emu)
+    with pytest.raises(ModelError, match="positive"):
+        resize_bicubic_cuda(torch.zeros(4, 4, 3, dtype=torch.uint8), 0, 2, runner=emu)
+    with pytest.raises(ModelError, match="H x W x 3"):
+        normalize_cuda(torch.zeros(4, 4, 1, dtype=torch.uint8), IMAGENET_MEAN, IMAGENET_STD, runner=emu)

@@ -1,5 +1,6 @@
 """Torch reference ops (the CPU path) against independent oracles: numpy, scipy, pycocotools,
-transformers' Grounding DINO attention, PIL, and SAM 2's own hole-filling code."""
+transformers' Grounding DINO attention, PIL, and SAM 2's own hole-filling code; the kernel-or-torch dispatch
+and its run record."""
 
 from __future__ import annotations
 
@@ -7,20 +8,17 @@ import numpy as np
 import pycocotools.mask as mask_utils
 import pytest
 import torch
-from _kernel_cases import blob_masks, level_inputs, mask_batch
+from _kernel_cases import blob_masks, clip_label_maps, level_inputs, mask_batch
 from scipy import ndimage
 
 from gsam2_video.errors import ModelError
 from gsam2_video.ops import (
-    IMAGENET_MEAN,
-    IMAGENET_STD,
     _dispatch,
     connected_components,
     mask_coverage_matrix,
     mask_iou_matrix,
     multi_scale_deformable_attention,
-    preprocess_frames,
-    rle_encode,
+    rle_from_label_map,
 )
 
 
@@ -131,34 +129,59 @@ def test_connected_components_keep_sam2_layout_and_drive_sam2_hole_filling(monke
     assert torch.equal(filled, expected)
 
 
-# ---------------------------------------------------------------- RLE
-@pytest.mark.parametrize("shape", [(5, 4, 5), (3, 1, 1), (2, 7, 3), (6, 33, 17), (1, 0, 4), (0, 5, 5)])
-def test_rle_encode_equals_pycocotools(shape):
-    masks = mask_batch(*shape, seed=3)
-    if shape[0] >= 2:
-        masks[0], masks[1] = False, True
-    ref = mask_utils.encode(np.asfortranarray(masks.permute(1, 2, 0).numpy().astype(np.uint8))) if shape[0] else []
-    got = rle_encode(masks)
-    assert got == ref
-    if shape[0] and shape[1] * shape[2]:
-        np.testing.assert_array_equal(mask_utils.decode(got), masks.permute(1, 2, 0).numpy())
+# ---------------------------------------------------------------- RLE from a label map
+def _coco(labels: np.ndarray, ids) -> list[dict]:
+    return [mask_utils.encode(np.asfortranarray((labels == i).astype(np.uint8))) for i in ids]
 
 
-@pytest.mark.parametrize("shape", [(5, 4, 5), (3, 1, 9), (3, 8, 1), (6, 33, 17)])
-def test_rle_device_path_run_lengths_equal_pycocotools(shape):
-    from gsam2_video.ops.rle import run_lengths, run_starts_reference
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.int32])
+@pytest.mark.parametrize("shape", [(5, 4), (1, 1), (1, 9), (7, 1), (33, 17), (0, 4)])
+def test_rle_from_label_map_equals_pycocotools(shape, dtype):
+    rng = np.random.default_rng(shape[0] * 100 + shape[1])
+    big = {np.uint8: 255, np.uint16: 65535, np.int32: 70000}[dtype]
+    labels = rng.choice(np.array([0, 3, 5, big], dtype=dtype), size=shape, p=[0.4, 0.3, 0.2, 0.1])
+    ids = [5, big, 3, 9]  # any order, one absent
+    got = rle_from_label_map(torch.from_numpy(labels), ids)
+    assert got == _coco(labels, ids)
+    assert rle_from_label_map(labels, np.array(ids)) == got  # numpy map and ids: the same
+    if labels.size:
+        np.testing.assert_array_equal(mask_utils.decode(got[0]), labels == 5)
 
-    masks = mask_batch(*shape, seed=4)
-    masks[0], masks[1] = False, True
-    runs = run_lengths(run_starts_reference(masks))  # the path CUDA tensors take after the kernel
-    ref = mask_utils.encode(np.asfortranarray(masks.permute(1, 2, 0).numpy().astype(np.uint8)))
-    assert mask_utils.frPyObjects([{"size": list(shape[1:]), "counts": r} for r in runs], *shape[1:]) == ref
+
+def test_rle_from_label_map_edge_cases():
+    labels = np.full((4, 3), 7, np.uint8)
+    assert rle_from_label_map(labels, [7, 1]) == _coco(labels, [7, 1])  # all one track / none
+    full, absent = rle_from_label_map(labels, [7, 1])
+    assert mask_utils.decode(full).all() and not mask_utils.decode(absent).any()
+    assert rle_from_label_map(labels, []) == []
+    labels[-1, -1] = 2  # last pixel only
+    labels[0, 0] = 2  # first pixel: the leading background run is empty
+    assert rle_from_label_map(labels, [2, 7]) == _coco(labels, [2, 7])
+    with pytest.raises(ModelError, match="unique"):
+        rle_from_label_map(labels, [2, 2])
+    with pytest.raises(ModelError, match="H x W integer"):
+        rle_from_label_map(torch.zeros(2, 3, 4, dtype=torch.uint8), [1])
+    with pytest.raises(ModelError, match="H x W integer"):
+        rle_from_label_map(torch.zeros(2, 3), [1])
 
 
-def test_rle_encode_blobs_at_video_size():
-    masks = blob_masks(4, 270, 480, seed=7)
-    ref = mask_utils.encode(np.asfortranarray(masks.permute(1, 2, 0).numpy().astype(np.uint8)))
-    assert rle_encode(masks) == ref
+@pytest.mark.parametrize("ids", [(0, 1, 2, 3, 200, 255), (0, 4, 256, 300, 1000, 65535), (0, 2, 70000, 9)])
+def test_rle_from_label_map_on_clip_label_maps(videos_dir, ids):
+    for labels in clip_label_maps(videos_dir, ids):
+        assert rle_from_label_map(torch.from_numpy(labels), ids[1:]) == _coco(labels, ids[1:])
+
+
+def test_rle_device_scan_equals_pycocotools(videos_dir):
+    """The CUDA-side steps (change flags, on-device compaction) run here on CPU tensors."""
+    from gsam2_video.ops.rle import change_flags_reference, changes_on_device, run_lengths_from_changes
+
+    ids = (0, 3, 256, 300, 4000)
+    for labels in [*clip_label_maps(videos_dir, ids), np.array([[300, 3], [3, 3]], np.uint16)]:
+        t = torch.from_numpy(labels)
+        pos, before, after = changes_on_device(t, change_flags_reference(t))
+        runs = run_lengths_from_changes(pos, before, after, labels.size, np.array(ids))
+        h, w = labels.shape
+        assert mask_utils.frPyObjects([{"size": [h, w], "counts": r} for r in runs], h, w) == _coco(labels, ids)
 
 
 # ---------------------------------------------------------------- deformable attention
@@ -191,46 +214,6 @@ def test_deformable_attention_rejects_mismatched_shapes():
         multi_scale_deformable_attention(value, ss, starts, loc, weights[..., :1])
 
 
-# ---------------------------------------------------------------- preprocessing
-def _pil_reference(frame: np.ndarray, size: tuple[int, int]) -> torch.Tensor:
-    from PIL import Image
-
-    img = np.array(Image.fromarray(frame).resize((size[1], size[0]), Image.BICUBIC)) / 255.0
-    x = torch.from_numpy(img).permute(2, 0, 1).float()
-    return (x - torch.tensor(IMAGENET_MEAN).view(3, 1, 1)) / torch.tensor(IMAGENET_STD).view(3, 1, 1)
-
-
-def test_preprocess_bicubic_tracks_pil_within_stated_tolerance(videos_dir):
-    import av
-
-    with av.open(str(videos_dir / "bikes.mp4")) as container:
-        frame = next(container.decode(video=0)).to_ndarray(format="rgb24")
-    std = torch.tensor(IMAGENET_STD).view(3, 1, 1)
-    for size in [(1024, 1024), (256, 256), (400, 333)]:
-        out = preprocess_frames(torch.from_numpy(frame), size)
-        assert out.shape == (3, *size) and out.dtype == torch.float32
-        diff = (out - _pil_reference(frame, size)).abs() * std * 255  # back to 0-255 units
-        assert float(diff.max()) <= 2.5 and float(diff.mean()) <= 0.3, (size, float(diff.max()))
-
-
-def test_preprocess_identity_size_is_exact_normalisation_and_batches():
-    frames = torch.randint(0, 256, (2, 9, 11, 3), dtype=torch.uint8)
-    out = preprocess_frames(frames, (9, 11), mode="bilinear")
-    expect = (frames.permute(0, 3, 1, 2).float() / 255 - torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)) \
-        / torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
-    torch.testing.assert_close(out, expect, rtol=0, atol=1e-5)
-    assert preprocess_frames(frames, 4, dtype=torch.float16).dtype == torch.float16
-
-
-def test_preprocess_rejects_bad_input():
-    with pytest.raises(ModelError, match="uint8"):
-        preprocess_frames(torch.zeros(4, 4, 3), 2)
-    with pytest.raises(ModelError, match="mode"):
-        preprocess_frames(torch.zeros(4, 4, 3, dtype=torch.uint8), 2, mode="nearest")
-    with pytest.raises(ModelError, match="channels"):
-        preprocess_frames(torch.zeros(4, 4, 3, dtype=torch.uint8), 2, mean=(0.5,))
-
-
 # ---------------------------------------------------------------- dispatch
 def test_dispatch_uses_reference_on_cpu_and_honours_force_env(monkeypatch):
     t = torch.zeros(2)
@@ -239,3 +222,79 @@ def test_dispatch_uses_reference_on_cpu_and_honours_force_env(monkeypatch):
     assert _dispatch.force_torch()
     monkeypatch.setenv(_dispatch.FORCE_TORCH_ENV, "0")
     assert not _dispatch.force_torch()
+
+
+def test_decision_kernel_only_on_cuda_with_cupy_and_not_forced():
+    assert _dispatch.decide(on_cuda=True, cupy=True, forced=False) == (True, False)
+    assert _dispatch.decide(on_cuda=True, cupy=False, forced=False) == (False, True)  # the warning case
+    assert _dispatch.decide(on_cuda=True, cupy=False, forced=True) == (False, False)  # asked for torch
+    assert _dispatch.decide(on_cuda=False, cupy=True, forced=False) == (False, False)
+    assert _dispatch.decide(on_cuda=False, cupy=False, forced=False) == (False, False)
+
+
+def test_missing_cupy_warns_once_per_run_naming_the_cuda_extra(monkeypatch, caplog):
+    monkeypatch.delenv(_dispatch.FORCE_TORCH_ENV, raising=False)
+    monkeypatch.setattr(_dispatch, "cupy_available", lambda: False)
+    caplog.set_level("WARNING", logger="gsam2_video")
+    for run in range(2):
+        caplog.clear()
+        with _dispatch.kernel_record() as record:
+            for _ in range(3):
+                assert not _dispatch.route("mask_iou", on_cuda=True)
+            assert not _dispatch.route("rle", on_cuda=True)
+            assert not _dispatch.route("rle", on_cuda=False)  # CPU data: no warning reason
+        lines = [r.getMessage() for r in caplog.records]
+        assert len(lines) == 1, (run, lines)
+        assert "pip install 'gsam2-video[cuda]'" in lines[0] and "CuPy" in lines[0]
+        assert record.report() == {"mask_iou": {"kernel": 0, "torch": 3}, "rle": {"kernel": 0, "torch": 2}}
+    with pytest.warns(RuntimeWarning, match=r"gsam2-video\[cuda\]"):  # outside a run: python's warnings
+        _dispatch.route("mask_iou", on_cuda=True)
+
+
+def test_no_warning_when_cupy_present_or_forced(monkeypatch, caplog):
+    caplog.set_level("WARNING", logger="gsam2_video")
+    monkeypatch.setattr(_dispatch, "cupy_available", lambda: True)
+    with _dispatch.kernel_record() as record:
+        assert _dispatch.route("preprocess", on_cuda=True)
+        monkeypatch.setenv(_dispatch.FORCE_TORCH_ENV, "1")
+        monkeypatch.setattr(_dispatch, "cupy_available", lambda: False)
+        assert not _dispatch.route("preprocess", on_cuda=True)
+    assert record.report() == {"preprocess": {"kernel": 1, "torch": 1}}
+    assert not caplog.records
+
+
+def test_record_counts_every_dispatching_op_and_is_scoped_to_its_run():
+    from gsam2_video.models.sam2_preprocess import preprocess_frame_tensor
+
+    masks = blob_masks(3, 20, 24, seed=1)
+    value, ss, starts, loc, weights = level_inputs([(4, 5)], 1, 3, 2, 4, 2)
+    with _dispatch.kernel_record() as outer:
+        mask_iou_matrix(masks, masks)
+        mask_coverage_matrix(masks, masks[:0])  # empty: no kernel or torch call to count
+        connected_components(masks)
+        multi_scale_deformable_attention(value, ss, starts, loc, weights)
+        preprocess_frame_tensor(np.zeros((8, 6, 3), np.uint8), 16, "cpu")
+        with _dispatch.kernel_record() as inner:  # a nested run counts apart
+            connected_components(masks)
+        connected_components(masks)
+    assert outer.report() == {"connected_components": {"kernel": 0, "torch": 2},
+                              "deformable_attention": {"kernel": 0, "torch": 1},
+                              "mask_iou": {"kernel": 0, "torch": 1}, "preprocess": {"kernel": 0, "torch": 1}}
+    assert inner.report() == {"connected_components": {"kernel": 0, "torch": 1}}
+    assert _dispatch.current_record() is None
+    connected_components(masks)  # no run open: nothing to record into, nothing raised
+    assert outer.report()["connected_components"]["torch"] == 2
+
+
+def test_record_is_per_context_across_threads():
+    import contextvars
+    import threading
+
+    masks = blob_masks(2, 10, 12, seed=2)
+    with _dispatch.kernel_record() as record:
+        worker = threading.Thread(target=contextvars.copy_context().run, args=(connected_components, masks))
+        bare = threading.Thread(target=connected_components, args=(masks,))  # a thread without the context
+        for t in (worker, bare):
+            t.start()
+            t.join()
+    assert record.report() == {"connected_components": {"kernel": 0, "torch": 1}}

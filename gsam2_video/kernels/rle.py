@@ -1,20 +1,35 @@
-"""Launch the COCO RLE run-start kernel (``cuda/rle.cu``)."""
+"""Launch the label-change kernel (``cuda/rle.cu``) behind ``ops.rle_from_label_map``."""
 
 from __future__ import annotations
 
 import numpy as np
 import torch
 
+from ..errors import ModelError
 from .runtime import BLOCK, Runner, cuda_runner, grid_for
 
+_ENTRY = {torch.uint8: "rle_label_changes_u8", torch.uint16: "rle_label_changes_u16",
+          torch.int16: "rle_label_changes_u16", torch.int32: "rle_label_changes_i32"}
 
-def run_starts_cuda(masks: torch.Tensor, runner: Runner | None = None) -> torch.Tensor:
-    """N x (H*W) bool run-start flags in column-major order (see ``ops.rle.run_starts_reference``)."""
-    runner = runner or cuda_runner(masks.device)
-    n, h, w = masks.shape
-    starts = torch.empty((n, h * w), dtype=torch.bool, device=masks.device)
-    if starts.numel():
-        runner.launch("rle.cu", "rle_run_starts", grid_for(starts.numel()), (BLOCK, 1, 1),
-                      (masks.contiguous().view(torch.uint8), starts.view(torch.uint8), np.int32(n),
-                       np.int32(h), np.int32(w)))
-    return starts
+
+def label_changes_cuda(labels: torch.Tensor, runner: Runner | None = None) -> torch.Tensor:
+    """H*W uint8 column-major change flags of an H x W label map (see ``ops.rle.change_flags_reference``).
+
+    uint8, uint16 and int32 maps are read as they are; int64 maps are narrowed to int32 first (ids fit).
+    """
+    if labels.dim() != 2:
+        raise ModelError(f"label map must be H x W, got {tuple(labels.shape)}")
+    if labels.dtype == torch.int64:
+        labels = labels.to(torch.int32)
+    if labels.dtype not in _ENTRY:
+        raise ModelError(f"label map dtype {labels.dtype} is not supported by the RLE kernel")
+    runner = runner or cuda_runner(labels.device)
+    h, w = labels.shape
+    flags = torch.empty(h * w, dtype=torch.uint8, device=labels.device)
+    if flags.numel():
+        src = labels.contiguous()
+        if src.dtype == torch.uint16:
+            src = src.view(torch.int16)  # same bits; DLPack and CuPy handle int16 everywhere
+        runner.launch("rle.cu", _ENTRY[labels.dtype], grid_for(flags.numel()), (BLOCK, 1, 1),
+                      (src, flags, np.int32(h), np.int32(w)))
+    return flags

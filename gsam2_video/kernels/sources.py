@@ -59,7 +59,7 @@ KERNELS: dict[str, tuple[str, ...]] = {
                                                             ("bf16", (1, 2, 4, 8))) for v in vs),
     "connected_components.cu": ("ccl_init", "ccl_merge", "ccl_compress", "ccl_count", "ccl_finalize"),
     "mask_iou.cu": ("iou_pack_bits", "iou_row_popcount", "iou_pair_intersections"),
-    "rle.cu": ("rle_run_starts",),
+    "rle.cu": ("rle_label_changes_u8", "rle_label_changes_u16", "rle_label_changes_i32"),
     "preprocess.cu": ("pp_coeffs", "pp_resample_horizontal", "pp_resample_vertical", "pp_normalize"),
 }
 

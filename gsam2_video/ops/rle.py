@@ -1,98 +1,142 @@
-"""COCO run-length encoding of a batch of masks, equal to ``pycocotools.mask.encode``.
+"""COCO run-length encoding of every track of a frame, straight from its label map.
 
-Dataset export (YouTube-VIS / COCO style) encodes every object mask of every frame; pycocotools needs a
-Fortran-ordered uint8 copy on the host first. Here the run boundaries are found on the masks' device
-(a CUDA kernel on GPU, vectorised numpy on CPU, vectorised torch elsewhere): runs are taken in column-major order and start with a
-(possibly empty) run of zeros, as in COCO. Only the run lengths travel to the host, where pycocotools turns
-them into its compressed string form (``frPyObjects``), so the result is byte-identical to ``encode``.
+tracks.json (YouTube-VIS) and mots.txt store one COCO RLE per visible track per frame. The pipeline already
+holds the frame as one H x W label map (track id per pixel), so instead of building a binary mask per track
+and encoding each (K passes over the frame, and K full-size masks copied to the host on a GPU), the label
+map is scanned once in COCO's column-major order for the positions where the label changes. Each change
+ends a run of the old label and starts one of the new: the run lengths of track ``i`` are the gaps between
+the changes that involve ``i``. Only those few changes (with the labels on each side) leave the device.
+
+* CUDA tensors with CuPy: ``cuda/rle.cu`` flags the changes in one pass, torch compacts them on the device,
+  and one small copy brings them to the host;
+* other devices (or CUDA without CuPy): the same scan in torch on the device;
+* CPU: numpy, comparing each pixel with its column-major predecessor through two
+  contiguous slices (no transposed copy);
+* then pycocotools compresses the run lengths (``frPyObjects``), so the result is byte-identical to
+  ``pycocotools.mask.encode(np.asfortranarray(labels == i))``: the form every COCO reader expects.
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import numpy as np
 import torch
 from pycocotools import mask as mask_utils
 
-from ._checks import check_masks
-from ._dispatch import use_kernel
+from ..errors import ModelError
+from ._dispatch import dispatch
+
+OP = "rle"  # the name kernel records count this op under
+_LABEL_DTYPES = (torch.uint8, torch.uint16, torch.int16, torch.int32, torch.int64)
 
 
-def run_starts_reference(masks: torch.Tensor) -> torch.Tensor:
-    """N x (H*W) bool: True where a column-major run starts (value differs from the previous pixel).
+def _check_labels(labels: torch.Tensor | np.ndarray) -> torch.Tensor:
+    if isinstance(labels, np.ndarray):
+        labels = torch.from_numpy(np.ascontiguousarray(labels))
+    if not isinstance(labels, torch.Tensor) or labels.dim() != 2 or labels.dtype not in _LABEL_DTYPES:
+        got = f"{labels.dtype} {tuple(labels.shape)}" if isinstance(labels, torch.Tensor) else type(labels).__name__
+        raise ModelError(f"label map must be an H x W integer tensor (uint8/uint16/int32), got {got}")
+    return labels
 
-    Position 0 is flagged when the first pixel is foreground, so the implicit leading zero run is empty.
+
+def changes_reference(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(positions, label before, label after) of every column-major label change, positions ascending.
+
+    Position 0 is always listed, with -1 before it: the run of whatever label the first pixel has starts
+    there. In column-major order pixel (y, x) follows (y - 1, x) and (0, x) follows (H - 1, x - 1).
     """
-    n = masks.shape[0]
-    col = masks.transpose(1, 2).reshape(n, -1)  # column-major pixel order
-    starts = torch.zeros_like(col)
-    starts[:, 0] = col[:, 0]
-    starts[:, 1:] = col[:, 1:] != col[:, :-1]
-    return starts
-
-
-def run_lengths(starts: torch.Tensor) -> list[list[int]]:
-    """Turn run-start flags (N x P) into COCO run lengths per mask with one host transfer."""
-    n, p = starts.shape
-    idx = torch.nonzero(starts)  # (K, 2): (mask, position), sorted by mask then position
-    pos = idx[:, 1]
-    same_mask = torch.zeros_like(pos, dtype=torch.bool)
-    same_mask[1:] = idx[1:, 0] == idx[:-1, 0]
-    prev = torch.zeros_like(pos)
-    prev[1:] = pos[:-1]
-    gaps = pos - torch.where(same_mask, prev, torch.zeros_like(prev))  # run before each flagged position
-    last = torch.zeros(n, dtype=pos.dtype, device=pos.device).scatter_reduce(0, idx[:, 0], pos, "amax")
-    tail = p - last  # final run: from the last start (or 0) to the end
-    per_mask = starts.sum(1).cpu().tolist()
-    gaps_host, tail_host = gaps.cpu(), tail.cpu().tolist()
-    return [g.tolist() + [t] for g, t in zip(torch.split(gaps_host, per_mask), tail_host)]
-
-
-def run_lengths_cpu(masks: torch.Tensor) -> list[list[int]]:
-    """CPU path: COCO run lengths from N x H x W bool masks with numpy, without a transposed copy.
-
-    In column-major order pixel (y, x) follows (y - 1, x), and (0, x) follows (H - 1, x - 1); both
-    comparisons are contiguous slices of the row-major masks. Only the few run starts are then converted to
-    column-major positions and sorted.
-    """
-    n, h, w = masks.shape
-    p = h * w
-    m = masks.numpy()
-    k_v, y_v, x_v = np.nonzero(m[:, 1:, :] != m[:, :-1, :])  # start at (y + 1, x)
-    k_w, x_w = np.nonzero(m[:, 0, 1:] != m[:, h - 1, :-1])   # start at (0, x + 1)
-    k_f = np.flatnonzero(m[:, 0, 0])                          # mask starts with foreground
-    keys = np.concatenate([k_v * p + x_v * h + y_v + 1, k_w * p + (x_w + 1) * h, k_f * p])
-    keys.sort()
-    mask_id, local = keys // p, keys % p
-    per_mask = np.bincount(mask_id, minlength=n)
-    prev = np.zeros_like(local)
-    prev[1:] = local[:-1]
-    new_mask = np.ones(len(local), dtype=bool)
-    new_mask[1:] = mask_id[1:] != mask_id[:-1]
-    gaps = local - np.where(new_mask, 0, prev)
-    last = np.zeros(n, dtype=np.int64)
-    last[mask_id] = local  # keys are sorted, so the last write per mask is its last run start
-    tails = (p - last).tolist()
-    return [g.tolist() + [t] for g, t in zip(np.split(gaps, np.cumsum(per_mask)[:-1]), tails)]
-
-
-def rle_encode(masks: torch.Tensor) -> list[dict]:
-    """COCO RLE of N x H x W masks (bool/uint8) -> ``[{"size": [H, W], "counts": bytes}, ...]``.
-
-    Equal to ``pycocotools.mask.encode(np.asfortranarray(masks.permute(1, 2, 0).numpy()))``.
-    """
-    masks = check_masks("masks", masks)
-    n, h, w = masks.shape
-    if n == 0:
-        return []
+    h, w = labels.shape
     if h * w == 0:
-        runs: list[list[int]] = [[0] for _ in range(n)]  # as pycocotools: one empty zero run
-    else:
-        if use_kernel(masks):
-            from ..kernels.rle import run_starts_cuda
+        empty = np.zeros(0, np.int64)
+        return empty, empty, empty
+    flat = np.ascontiguousarray(labels).reshape(-1)
+    idx = np.flatnonzero(flat[w:] != flat[:-w]) + w  # row-major index of a pixel differing from the one above
+    ys, xs = np.divmod(idx, w)
+    (wx,) = np.nonzero(labels[0, 1:] != labels[h - 1, :-1])  # change at (0, wx + 1)
+    pos = np.concatenate([[0], xs * h + ys, (wx + 1) * h]).astype(np.int64)
+    before = np.concatenate([[-1], flat[idx - w], labels[h - 1, wx]]).astype(np.int64)
+    after = np.concatenate([[labels[0, 0]], flat[idx], labels[0, wx + 1]]).astype(np.int64)
+    order = np.argsort(pos, kind="stable")
+    return pos[order], before[order], after[order]
 
-            runs = run_lengths(run_starts_cuda(masks))
-        elif masks.device.type == "cpu":
-            runs = run_lengths_cpu(masks)
-        else:
-            runs = run_lengths(run_starts_reference(masks))
+
+def run_lengths_from_changes(pos: np.ndarray, before: np.ndarray, after: np.ndarray, pixels: int,
+                             ids: np.ndarray) -> list[list[int]]:
+    """COCO run lengths (starting with a possibly empty background run) of ``labels == i`` for each id."""
+    keys = np.concatenate([before, after])
+    at = np.concatenate([pos, pos])
+    keep = np.isin(keys, ids)
+    keys, at = keys[keep], at[keep]
+    order = np.lexsort((at, keys))  # by id, then position
+    keys, at = keys[order], at[order]
+    lo = np.searchsorted(keys, ids, side="left")
+    hi = np.searchsorted(keys, ids, side="right")
+    return [np.diff(np.concatenate([[0], at[a:b], [pixels]])).tolist() for a, b in zip(lo, hi)]
+
+
+def change_flags_reference(labels: torch.Tensor) -> torch.Tensor:
+    """H*W uint8, 1 where the column-major label changes (and at 0): what ``cuda/rle.cu`` computes.
+
+    Torch on the labels' device: the path for CUDA label maps without the kernel, and the kernel's oracle.
+    """
+    col = labels.t().reshape(-1)
+    if col.dtype == torch.uint16:
+        col = col.view(torch.int16)
+    flags = torch.ones(col.shape, dtype=torch.uint8, device=labels.device)
+    flags[1:] = (col[1:] != col[:-1]).to(torch.uint8)
+    return flags
+
+
+def changes_on_device(labels: torch.Tensor, flags: torch.Tensor) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Compact column-major change flags (H*W uint8, from the kernel) into host arrays, one copy.
+
+    The gathers run on the labels' device; only (K, 3) int64 travels, K = number of changes.
+    """
+    h, w = labels.shape
+    pos = torch.nonzero(flags).squeeze(1)  # ascending
+    flat = labels.reshape(-1)
+    if flat.dtype == torch.uint16:  # gather on the bit pattern (index ops on uint16 are sparse in torch)
+        flat = flat.view(torch.int16)
+    after = flat[(pos % h) * w + pos // h].to(torch.int64)
+    prev = (pos - 1).clamp_min(0)
+    before = flat[(prev % h) * w + prev // h].to(torch.int64)
+    if labels.dtype == torch.uint16:
+        after, before = after & 0xFFFF, before & 0xFFFF
+    before = torch.where(pos == 0, torch.full_like(before, -1), before)
+    host = torch.stack([pos, before, after]).cpu().numpy()
+    return host[0], host[1], host[2]
+
+
+def _ids(track_ids: Sequence[int] | np.ndarray | torch.Tensor) -> np.ndarray:
+    if isinstance(track_ids, torch.Tensor):
+        track_ids = track_ids.detach().cpu().numpy()
+    ids = np.asarray(track_ids, dtype=np.int64).reshape(-1)
+    if len(np.unique(ids)) != len(ids):
+        raise ModelError(f"track ids for RLE must be unique, got {ids.tolist()}")
+    return ids
+
+
+def rle_from_label_map(labels: torch.Tensor | np.ndarray,
+                       track_ids: Sequence[int] | np.ndarray | torch.Tensor) -> list[dict]:
+    """COCO RLE of ``labels == i`` for each id, in the order given: ``[{"size": [H, W], "counts": bytes}]``.
+
+    Byte-identical to ``pycocotools.mask.encode(np.asfortranarray(labels == i))``; an id absent from the
+    map gets the all-background RLE. ``labels`` is an H x W uint8/uint16/int32 tensor (any device) or
+    numpy array; only run arrays reach the host from a CUDA label map.
+    """
+    labels = _check_labels(labels)
+    ids = _ids(track_ids)
+    if len(ids) == 0:
+        return []
+    h, w = labels.shape
+    if h * w and dispatch(OP, labels):
+        from ..kernels.rle import label_changes_cuda
+
+        pos, before, after = changes_on_device(labels, label_changes_cuda(labels))
+    elif h * w and labels.device.type != "cpu":  # no kernel: the same scan in torch, still on the device
+        pos, before, after = changes_on_device(labels, change_flags_reference(labels))
+    else:
+        pos, before, after = changes_reference(labels.detach().numpy())
+    runs = run_lengths_from_changes(pos, before, after, h * w, ids)
     return mask_utils.frPyObjects([{"size": [h, w], "counts": r} for r in runs], h, w)

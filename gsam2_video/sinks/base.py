@@ -75,6 +75,7 @@ class VisibleTracks:
     areas: np.ndarray  # K int64 pixel counts
     scores: np.ndarray  # K float32
     class_ids: np.ndarray  # K int64 (0-based, position in the prompt)
+    overlaps_resolved: bool = False  # True when the result's masks overlapped and were made exclusive here
 
     def __len__(self) -> int:
         return len(self.track_ids)
@@ -133,7 +134,8 @@ def visible_tracks(result: FrameResult, kind: str = "sink") -> VisibleTracks:
     check_result(result, kind)
     masks = result.masks
     areas = _areas(masks)
-    if _overlaps(masks, areas):
+    resolved = _overlaps(masks, areas)
+    if resolved:
         masks = exclusive_masks(masks, result.scores, result.track_ids)
         areas = _areas(masks)
     keep = areas > 0
@@ -146,6 +148,7 @@ def visible_tracks(result: FrameResult, kind: str = "sink") -> VisibleTracks:
         areas=areas[keep],
         scores=result.scores[keep],
         class_ids=result.class_ids[keep],
+        overlaps_resolved=resolved,
     )
 
 
@@ -160,6 +163,7 @@ class FrameView:
         self.result = result
         self._tracks: VisibleTracks | None = None
         self._rles: list[str] | None = None
+        self._labels: np.ndarray | None = None
 
     def tracks(self, kind: str = "sink") -> VisibleTracks:
         """:func:`visible_tracks` of the result (errors name ``kind``, the first sink that asked)."""
@@ -168,13 +172,27 @@ class FrameView:
         return self._tracks
 
     def rles(self, kind: str = "sink") -> list[str]:
-        """Compressed COCO RLE counts of :meth:`tracks`' masks, in the same order."""
+        """Compressed COCO RLE counts of :meth:`tracks`' masks, in the same order, from the label map."""
         if self._rles is None:
-            from .rle import encode_masks
+            from .rle import LabelMapMasks, encode_masks
 
             t = self.tracks(kind)
-            self._rles = encode_masks(t.masks, t.boxes_xywh)
+            self._rles = encode_masks(LabelMapMasks(self.label_map(kind), t.track_ids), t.boxes_xywh)
         return self._rles
+
+    def label_map(self, kind: str = "sink") -> np.ndarray:
+        """H x W track id per pixel of :meth:`tracks` (the result's own map unless overlaps were resolved)."""
+        if self._labels is None:
+            t = self.tracks(kind)
+            max_id = int(t.track_ids.max()) if len(t) else 0
+            dtype = np.uint8 if max_id <= 0xFF else np.uint16 if max_id <= 0xFFFF else np.int32
+            if not t.overlaps_resolved:
+                self._labels = self.result.label_map(dtype)
+            else:
+                self._labels = np.zeros((self.result.height, self.result.width), dtype)
+                for tid, mask in zip(t.track_ids, t.masks):
+                    self._labels[mask] = tid
+        return self._labels
 
 
 def category_id(class_id: int, categories: list[str], kind: str) -> int:
