@@ -2,7 +2,8 @@
 
 Shapes: Grounding DINO-T at 800x1333 (4 levels, ~22k tokens, 8 heads x 32 channels, 4 points; encoder
 self-attention over all tokens and 900 decoder queries), 40 object masks at 1080p for connected
-components, IoU (40 x 40) and RLE, and one 1080p frame preprocessed to SAM 2's 1024x1024.
+components and IoU (40 x 40), their label map (ids 1..40) for RLE, and one 1080p frame preprocessed to
+SAM 2's 1024x1024 (reference: Meta's PIL path; kernel: the PIL-exact CUDA resize + normalise).
 Without CUDA (or with GSAM2_FORCE_TORCH=1) only the reference timings are reported; with CUDA each entry
 also has the kernel time and the largest difference to the reference.
 
@@ -28,6 +29,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from gsam2_video.models.sam2_preprocess import preprocess_frame, preprocess_frame_tensor
 from gsam2_video.ops import _dispatch
 from gsam2_video.ops.connected_components import connected_components, connected_components_reference
 from gsam2_video.ops.deformable_attention import (
@@ -35,13 +37,7 @@ from gsam2_video.ops.deformable_attention import (
     multi_scale_deformable_attention_reference,
 )
 from gsam2_video.ops.mask_iou import mask_iou_matrix, overlap_counts_reference
-from gsam2_video.ops.preprocess import (
-    IMAGENET_MEAN,
-    IMAGENET_STD,
-    preprocess_frames,
-    preprocess_frames_reference,
-)
-from gsam2_video.ops.rle import rle_encode
+from gsam2_video.ops.rle import rle_from_label_map
 
 GDINO_LEVELS = [(100, 167), (50, 84), (25, 42), (13, 21)]  # 800x1333 at strides 8, 16, 32, 64
 
@@ -135,16 +131,20 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         lambda: connected_components_reference(masks), (lambda: connected_components(cmask)) if cuda else None)
     add("mask_iou", {"a": n_masks, "b": n_masks, "height": mh, "width": mw},
         lambda: overlap_counts_reference(masks, masks), (lambda: mask_iou_matrix(cmask, cmask)) if cuda else None)
-    add("rle_encode", {"masks": n_masks, "height": mh, "width": mw},
-        lambda: rle_encode(masks), (lambda: rle_encode(cmask)) if cuda else None,
-        {"pycocotools_encode_cpu_ms": _time(lambda: mask_utils.encode(
-            np.asfortranarray(masks.permute(1, 2, 0).numpy().astype(np.uint8))), args.repeat, False)}
-        if not args.only or "rle_encode" in args.only else None)
-    cframe = frame.cuda() if cuda else None
-    for mode in ("bicubic", "bilinear"):
-        add(f"preprocess_{mode}", {"frames": 1, "in": list(frame.shape[1:3]), "out": [side, side]},
-            lambda m=mode: preprocess_frames_reference(frame, (side, side), IMAGENET_MEAN, IMAGENET_STD, m),
-            (lambda m=mode: preprocess_frames(cframe, side, mode=m)) if cuda else None)
+    labels = torch.zeros(mh, mw, dtype=torch.uint8)
+    for k, m in enumerate(masks):  # later masks win where they overlap: a frame's label map
+        labels[m] = k + 1
+    ids = list(range(1, n_masks + 1))
+    clabels = labels.cuda() if cuda else None
+    add("rle_label_map", {"ids": n_masks, "height": mh, "width": mw},
+        lambda: rle_from_label_map(labels, ids), (lambda: rle_from_label_map(clabels, ids)) if cuda else None,
+        {"pycocotools_encode_per_mask_cpu_ms": _time(lambda: [mask_utils.encode(np.asfortranarray(
+            (labels == i).numpy().astype(np.uint8))) for i in ids], args.repeat, False)}
+        if not args.only or "rle_label_map" in args.only else None)
+    host_frame = frame[0].numpy()
+    add("preprocess_sam2", {"in": list(frame.shape[1:3]), "out": [side, side]},
+        lambda: preprocess_frame(host_frame, side),
+        (lambda: preprocess_frame_tensor(host_frame, side, "cuda")[0]) if cuda else None)
     return {
         "command": " ".join(shlex.quote(a) for a in [sys.executable, *sys.argv]),
         "cuda_kernels": cuda,

@@ -11,8 +11,8 @@ import shutil
 import numpy as np
 import pytest
 import torch
-from PIL import Image
 from _kernel_cases import blob_masks, clip_label_maps, level_inputs, mask_batch
+from PIL import Image
 
 from gsam2_video.errors import ModelError
 from gsam2_video.kernels.connected_components import connected_components_cuda
@@ -21,10 +21,10 @@ from gsam2_video.kernels.mask_iou import overlap_counts_cuda
 from gsam2_video.kernels.preprocess import normalize_cuda, resize_bicubic_cuda
 from gsam2_video.kernels.rle import label_changes_cuda
 from gsam2_video.kernels.runtime import EmulationRunner, build_emulation_library
+from gsam2_video.models.sam2_preprocess import IMAGENET_MEAN, IMAGENET_STD, preprocess_frame
 from gsam2_video.ops.connected_components import connected_components_reference
 from gsam2_video.ops.deformable_attention import multi_scale_deformable_attention_reference
 from gsam2_video.ops.mask_iou import overlap_counts_reference
-from gsam2_video.models.sam2_preprocess import IMAGENET_MEAN, IMAGENET_STD, preprocess_frame
 from gsam2_video.ops.pil_resize import bicubic_coefficients, kernel_size, resize_bicubic_reference
 from gsam2_video.ops.rle import change_flags_reference, changes_on_device, run_lengths_from_changes
 

@@ -11,16 +11,16 @@ import pytest
 import torch
 from _kernel_cases import blob_masks, level_inputs, mask_batch
 
+from gsam2_video.models.sam2_preprocess import preprocess_frame, preprocess_frame_tensor
 from gsam2_video.ops import (
     connected_components,
+    kernel_record,
     mask_iou_matrix,
     multi_scale_deformable_attention,
-    preprocess_frames,
-    rle_encode,
+    rle_from_label_map,
 )
 from gsam2_video.ops.connected_components import connected_components_reference
 from gsam2_video.ops.deformable_attention import multi_scale_deformable_attention_reference
-from gsam2_video.ops.preprocess import IMAGENET_MEAN, IMAGENET_STD, preprocess_frames_reference
 
 pytestmark = [
     pytest.mark.gpu,
@@ -52,18 +52,67 @@ def test_ccl_gpu():
     assert torch.equal(labels.cpu(), ref[0]) and torch.equal(areas.cpu(), ref[1])
 
 
+def _label_map(masks: torch.Tensor, ids: list[int], dtype: torch.dtype) -> torch.Tensor:
+    labels = torch.zeros(masks.shape[1:], dtype=torch.int64)
+    for i, m in zip(ids, masks):
+        labels[m] = i
+    return labels.to(dtype)
+
+
 def test_iou_and_rle_gpu():
     a, b = blob_masks(7, 270, 481, seed=3), blob_masks(5, 270, 481, seed=4)
     torch.testing.assert_close(mask_iou_matrix(a.cuda(), b.cuda()).cpu(), mask_iou_matrix(a, b))
-    assert rle_encode(a.cuda()) == rle_encode(a)
+    for dtype, ids in ((torch.uint8, [1, 2, 3, 200, 255, 7, 9]), (torch.uint16, [1, 256, 300, 65535, 4, 5, 6]),
+                       (torch.int32, [70000, 2, 3, 4, 5, 6, 1])):
+        labels = _label_map(a, ids, dtype)
+        assert rle_from_label_map(labels.cuda(), [*ids, 77]) == rle_from_label_map(labels, [*ids, 77])
 
 
-@pytest.mark.parametrize("mode", ["bicubic", "bilinear"])
-def test_preprocess_gpu(mode):
-    frames = torch.randint(0, 256, (2, 270, 480, 3), dtype=torch.uint8)
-    got = preprocess_frames(frames.cuda(), 1024, mode=mode).cpu()
-    ref = preprocess_frames_reference(frames, (1024, 1024), IMAGENET_MEAN, IMAGENET_STD, mode)
-    torch.testing.assert_close(got, ref, rtol=0, atol=5e-5)
+def _within_one_ulp(got: torch.Tensor, ref: torch.Tensor) -> bool:
+    spacing = torch.nextafter(ref.abs(), torch.tensor(float("inf"))) - ref.abs()
+    return bool(((got - ref).abs() <= spacing).all())
+
+
+def test_preprocess_gpu_equals_pil_path(videos_dir):
+    """Resized pixels equal PIL's; normalised values within 1 ulp of Meta's CPU path (emulation: equal)."""
+    import av
+    import numpy as np
+    from PIL import Image
+
+    from gsam2_video.kernels.preprocess import resize_bicubic_cuda
+
+    frames = []
+    for path in sorted(videos_dir.iterdir()):
+        with av.open(str(path)) as container:
+            frames.append(next(container.decode(video=0)).to_ndarray(format="rgb24"))
+    rng = np.random.default_rng(0)
+    frames += [rng.integers(0, 256, (1080, 1920, 3), dtype=np.uint8), rng.integers(0, 256, (1920, 1080, 3),
+                                                                                     dtype=np.uint8)]
+    for frame in frames:
+        for size in (1024, 517):
+            resized = resize_bicubic_cuda(torch.from_numpy(frame).cuda(), size, size).cpu().numpy()
+            assert np.array_equal(resized, np.asarray(Image.fromarray(frame).resize((size, size)))), frame.shape
+            ref = preprocess_frame(frame, size)
+            got = preprocess_frame_tensor(frame, size, "cuda")  # numpy: pinned upload
+            on_device = preprocess_frame_tensor(torch.from_numpy(frame).cuda(), size, torch.device("cuda"))
+            assert got.shape == (1, 3, size, size) and got.is_cuda
+            assert torch.equal(got, on_device)
+            assert _within_one_ulp(got[0].cpu(), ref), (frame.shape, size)
+
+
+def test_record_counts_kernel_runs_on_gpu():
+    import numpy as np
+
+    masks = blob_masks(3, 64, 64, seed=6).cuda()
+    value, ss, starts, loc, weights = level_inputs([(5, 6), (2, 3)], 1, 7, 2, 8, 2)
+    with kernel_record() as record:
+        mask_iou_matrix(masks, masks)
+        connected_components(masks)
+        rle_from_label_map(_label_map(masks.cpu(), [1, 2, 3], torch.uint8).cuda(), [1, 2, 3])
+        preprocess_frame_tensor(np.zeros((48, 64, 3), np.uint8), 32, "cuda")
+        multi_scale_deformable_attention(*(t.cuda() for t in (value, ss, starts, loc, weights)))
+    assert record.report() == {op: {"kernel": 1, "torch": 0} for op in (
+        "connected_components", "deformable_attention", "mask_iou", "preprocess", "rle")}
 
 
 def test_kernels_run_on_torch_current_stream():

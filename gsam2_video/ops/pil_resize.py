@@ -38,7 +38,7 @@ _ONE = float(1 << PRECISION_BITS)
 def kernel_size(in_size: int, out_size: int) -> int:
     """Taps per output index PIL allocates: ``ceil(support) * 2 + 1``."""
     support = 2.0 * max(in_size / out_size, 1.0)
-    return int(math.ceil(support)) * 2 + 1
+    return math.ceil(support) * 2 + 1
 
 
 @cache
