@@ -14,6 +14,7 @@ closes them.
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import queue
 import threading
@@ -89,7 +90,9 @@ class AsyncWriter:
                 raise wrapped from err
             opened.append(sink)
         self._state = "open"
-        self._thread = threading.Thread(target=self._run, name="gsam2-writer", daemon=True)
+        # the thread runs in a copy of the opener's context, so the run's kernel record counts the sinks' ops
+        self._thread = threading.Thread(target=contextvars.copy_context().run, args=(self._run,),
+                                        name="gsam2-writer", daemon=True)
         self._thread.start()
 
     def write(self, result: FrameResult) -> None:
