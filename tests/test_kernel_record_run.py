@@ -11,11 +11,10 @@ from gsam2_video.sinks.base import visible_tracks
 
 def test_writer_thread_ops_count_in_the_run_record(tmp_path):
     results = scripted_results()
-    with kernel_record() as record:
-        with AsyncWriter(make_sinks(["json", "mots"], tmp_path)) as writer:
-            writer.open(video_info(), CATEGORIES)
-            for r in results:
-                writer.write(r)
+    with kernel_record() as record, AsyncWriter(make_sinks(["json", "mots"], tmp_path)) as writer:
+        writer.open(video_info(), CATEGORIES)
+        for r in results:
+            writer.write(r)
     # one label-map scan per frame with a visible track, shared by both sinks
     encoded = sum(1 for r in results if len(visible_tracks(r)))
     assert encoded > 0
