@@ -53,6 +53,7 @@ def cuda_dir() -> Path:
                          "(broken installation? reinstall gsam2-video)")
     return installed
 
+
 # Kernel entry points per source file (all ``extern "C" __global__``).
 KERNELS: dict[str, tuple[str, ...]] = {
     "msda.cu": tuple(f"msda_forward_{t}_v{v}" for t, vs in (("f32", (1, 2, 4)), ("f16", (1, 2, 4, 8)),
