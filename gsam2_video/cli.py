@@ -20,6 +20,7 @@ from .config import (
     KeyframeConfig,
     PropagatorConfig,
     TrackerConfig,
+    valid_device,
 )
 from .errors import Gsam2Error
 
@@ -43,6 +44,12 @@ def int_at_least(low: int) -> Callable[[str], int]:
     return parse
 
 
+def _device(text: str) -> str:
+    if not valid_device(text):
+        raise argparse.ArgumentTypeError(f"expected auto, cpu, cuda or cuda:N, got {text!r}")
+    return text
+
+
 def _unit_float(text: str) -> float:
     try:
         value = float(text)
@@ -60,7 +67,11 @@ def add_model_options(p: argparse.ArgumentParser) -> None:
                    help=f"Grounding DINO / OWLv2 hub id or local directory (default {DEFAULT_DETECTOR})")
     g.add_argument("--sam2", default=DEFAULT_SAM2, metavar="ID|PATH",
                    help=f"SAM 2 hub id, local directory or Meta .pt checkpoint (default {DEFAULT_SAM2})")
-    g.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    g.add_argument("--device", default="auto", type=_device,
+                   help="auto (default: the first CUDA GPU if any), cpu, cuda or cuda:N")
+    g.add_argument("--strict-fp32", action="store_true",
+                   help="with --dtype fp32 on an Ampere+ GPU: no TF32 matmuls (bit-for-bit fp32 as the parity "
+                        "tests check; slower)")
     g.add_argument("--dtype", default="auto", choices=["auto", "fp32", "bf16", "fp16"],
                    help="auto (default): bf16 autocast where the GPU or CPU has bf16 hardware (Ampere+, AVX-512 "
                         "BF16, AMX), else fp32; fp32: exact; fp16: GPU only")
@@ -87,7 +98,7 @@ def tracker_config(args: argparse.Namespace) -> TrackerConfig:
         propagator=PropagatorConfig(model=args.sam2),
         association=AssociationConfig(iou_threshold=args.iou_threshold, max_objects=args.max_objects),
         keyframes=KeyframeConfig(detect_every=args.detect_every),
-        device=args.device, dtype=args.dtype,
+        device=args.device, dtype=args.dtype, tf32=not args.strict_fp32,
         mode=getattr(args, "mode", "auto") or "auto",
     )
     config.validate()

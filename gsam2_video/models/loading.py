@@ -30,10 +30,28 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
     if device.startswith("cuda"):
         if not torch.cuda.is_available():
             raise ConfigError(f"device {device!r} requested but CUDA is not available on this machine")
-        return torch.device(device)
+        dev = torch.device(device)
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise ConfigError(f"device {device!r} requested but this machine has "
+                              f"{torch.cuda.device_count()} CUDA device(s)")
+        return dev
     if device == "cpu":
         return torch.device("cpu")
     raise ConfigError(f"device must be auto, cpu or cuda[:N], got {device!r}")
+
+
+def set_tf32(device: torch.device, enabled: bool) -> None:
+    """TF32 for fp32 matmuls and convolutions on CUDA (Ampere and later; ignored by older GPUs).
+
+    torch keeps this switch per process, so it is set where models are loaded for a CUDA device and
+    never on CPU runs. TF32 keeps fp32's range with a 10-bit mantissa in the tensor cores: several times
+    the fp32 matmul rate. ``enabled=False`` (``--strict-fp32``) gives the strict fp32 arithmetic the parity
+    tests check; bf16/fp16 autocast runs are unaffected either way.
+    """
+    if device.type != "cuda":
+        return
+    torch.backends.cuda.matmul.allow_tf32 = enabled
+    torch.backends.cudnn.allow_tf32 = enabled
 
 
 def native_bf16(device: torch.device) -> bool:
