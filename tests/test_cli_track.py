@@ -31,7 +31,7 @@ def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 300)
 def model_args(models: dict[str, Path]) -> list[str]:
     # a low box threshold makes the random detector fire, so tracks are born, matched and retired
     return ["--detector", str(models["detector"]), "--sam2", str(models["sam2"]), "--device", "cpu",
-            "--box-threshold", "0.05", "--text-threshold", "0.05", "--max-objects", "6", "--detect-every", "4"]
+            "--box-threshold", "0.05", "--text-threshold", "0.05", "--max-live-objects", "6", "--detect-every", "4"]
 
 
 def read_masks(folder: Path) -> dict[int, np.ndarray]:
