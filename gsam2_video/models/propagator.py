@@ -59,7 +59,7 @@ Semantics matched to Meta's SAM2VideoPredictor (sam2 1.1.0)
   streaming path always uses 15); with ``num_frames=None`` this is 15, i.e. a video of >= 16 frames.
 * Hole filling runs on the low-res logits before upsampling and before prompted memories are encoded
   (Meta applies it inside ``_run_single_frame_inference``); tracked memories use the unfilled logits.
-* The model config's image-size fields must all agree (checked on load; see ``random_sam2``).
+* The model config's image-size fields must all agree (checked on load; see ``sam2_checks``).
 * A refresh is a new conditioning frame, i.e. Meta's ``add_new_mask`` on a frame the object has not been
   tracked on yet (prompts registered when the stream reaches them, propagation resumed from there).
 
@@ -107,7 +107,7 @@ from ..errors import ModelError
 from ..ops.cpu_attention import use_blocked_memory_attention
 from ..ops.postprocess import postprocess_mask_scores
 from .loading import autocast, from_pretrained, resolve_device, resolve_dtype
-from .random_sam2 import sam2_size_problems
+from .sam2_checks import sam2_size_problems
 from .sam2_preprocess import check_frame, preprocess_frame
 
 _MASK_OUT_SCALE, _MASK_OUT_BIAS = 20.0, -10.0  # SAM 2's logits for a mask used as output
