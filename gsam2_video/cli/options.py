@@ -147,7 +147,7 @@ def add_decoding_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--start", type=int_at_least(0), default=0, metavar="N", help="first frame index")
     g.add_argument("--stride", type=int_at_least(1), default=1, metavar="S", help="use every S-th frame")
     g.add_argument("--max-frames", type=int_at_least(1), default=None, metavar="N",
-                   help="read at most N frames (per video)")
+                   help="read at most N frames of each source")
 
 
 def add_progress_option(p: argparse.ArgumentParser) -> None:
