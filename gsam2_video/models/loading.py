@@ -71,8 +71,8 @@ def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype | None:
     Weights stay fp32 and reduced precision comes from autocast: SAM 2's memory attention and Grounding
     DINO's deformable attention keep fp32 where their authors do, and a CPU run can still use bf16.
     'auto' is bf16 where the hardware has it (SAM 2's authors run their video predictor under bf16
-    autocast; on this project's CPU benchmarks it was 1.2-2.2x faster per SAM 2 frame at a mask IoU of 0.99
-    against fp32) and fp32 elsewhere; 'fp32' is the exact path the parity tests check.
+    autocast; its speed and mask agreement with fp32 are measured by ``benchmarks/cpu_options.py``, figures
+    in ``benchmarks/README.md``) and fp32 elsewhere; 'fp32' is the exact path the parity tests check.
     """
     if dtype == "auto":
         return torch.bfloat16 if native_bf16(device) else None

@@ -27,7 +27,7 @@ from ..errors import ModelError
 from ..ops.cpu_attention import use_blocked_memory_attention
 from ..ops.postprocess import postprocess_mask_scores
 from .loading import autocast, from_pretrained, resolve_device, resolve_dtype
-from .random_sam2 import sam2_size_problems
+from .sam2_checks import sam2_size_problems
 from .sam2_preprocess import check_frame, preprocess_frame
 from .sam2_types import MemoryPlan
 
