@@ -28,7 +28,7 @@ from ..ops.cpu_attention import use_blocked_memory_attention
 from ..ops.postprocess import postprocess_mask_scores
 from .loading import autocast, from_pretrained, resolve_device, resolve_dtype
 from .sam2_checks import sam2_size_problems
-from .sam2_preprocess import check_frame, preprocess_frame
+from .sam2_preprocess import check_frame, preprocess_frame_tensor
 from .sam2_types import MemoryPlan
 
 MASK_OUT_SCALE, MASK_OUT_BIAS = 20.0, -10.0  # SAM 2's logits for a mask used as output
@@ -95,7 +95,7 @@ class Sam2Model:
                                                                              torch.Tensor]:
         """Image encoder once on an RGB uint8 frame: (FPN levels flattened HW x 1 x C, top positional enc.)."""
         check_frame(image, height, width)
-        pixels = preprocess_frame(image, self.image_size).unsqueeze(0).to(self.device)
+        pixels = preprocess_frame_tensor(image, self.image_size, self.device)  # CUDA: PIL-exact kernels
         with autocast(self.device, self.amp_dtype):
             out = self.model.get_image_features(pixels, return_dict=True)
         feats = tuple(f.float() for f in out.fpn_hidden_states)

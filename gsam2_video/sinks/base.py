@@ -184,11 +184,11 @@ class FrameView:
         """H x W track id per pixel of :meth:`tracks` (the result's own map unless overlaps were resolved)."""
         if self._labels is None:
             t = self.tracks(kind)
-            max_id = int(t.track_ids.max()) if len(t) else 0
-            dtype = np.uint8 if max_id <= 0xFF else np.uint16 if max_id <= 0xFFFF else np.int32
             if not t.overlaps_resolved:
-                self._labels = self.result.label_map(dtype)
+                self._labels = self.result.labels  # the pipeline's own map, shared (read only)
             else:
+                max_id = int(t.track_ids.max()) if len(t) else 0
+                dtype = np.uint8 if max_id <= 0xFF else np.uint16 if max_id <= 0xFFFF else np.int32
                 self._labels = np.zeros((self.result.height, self.result.width), dtype)
                 for tid, mask in zip(t.track_ids, t.masks):
                     self._labels[mask] = tid
