@@ -32,6 +32,7 @@ from .tracking.keyframes import KeyframePolicy
 from .tracking.lifecycle import TrackRegistry
 from .transfer import to_host
 from .types import Frame, FrameResult, VideoInfo
+from .upload import frames_on_device
 
 log = logging.getLogger("gsam2_video")
 
@@ -139,12 +140,13 @@ class TrackingRun:
         self._held = (buffer, registry)
         stats = self.stats
         with self.source:
-            frames = iter(self.source)
+            frames = frames_on_device(iter(self.source), self.sam2.device)
             while True:
                 with _Timer(stats, "decode_wait"):
-                    frame = next(frames, None)
-                if frame is None:
+                    item = next(frames, None)
+                if item is None:
                     break
+                frame, on_device = item
                 stats.frames_read += 1
                 if self.session is None:
                     # the length (when known) fixes SAM 2's object-pointer position scale as Meta's predictor
@@ -154,7 +156,7 @@ class TrackingRun:
                                                          num_frames=n if n is not None and n >= 2 else None)
                 session = self.session
                 with _Timer(stats, "encode"):
-                    feats = session.encode(frame.image, frame.index)
+                    feats = session.encode(frame.image if on_device is None else on_device, frame.index)
                 with _Timer(stats, "propagate"):
                     tracked = session.propagate(feats)
                     # read 1 of 2 on the device: the object scores decide score-triggered keyframes
