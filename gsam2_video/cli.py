@@ -96,6 +96,7 @@ def tracker_config(args: argparse.Namespace) -> TrackerConfig:
 
 def _build_parser() -> argparse.ArgumentParser:
     from . import __version__
+    from .sinks.factory import SINK_KINDS
 
     parser = argparse.ArgumentParser(
         prog="gsam2-video",
@@ -113,7 +114,7 @@ def _build_parser() -> argparse.ArgumentParser:
     t.add_argument("--out", type=Path, default=None, metavar="DIR",
                    help="output folder (default runs/track/<source name>, numbered if it exists)")
     t.add_argument("--save", default=SAVE_DEFAULT, metavar="LIST",
-                   help=f"comma list of outputs: video, masks, json, mots, mot (default {SAVE_DEFAULT}; "
+                   help=f"comma list of outputs: {', '.join(SINK_KINDS)} (default {SAVE_DEFAULT}; "
                         "'none' writes only run.json)")
     t.add_argument("--decoder", default="av", choices=["av", "decord", "opencv"])
     t.add_argument("--start", type=int_at_least(0), default=0, metavar="N", help="first frame index")
