@@ -103,7 +103,7 @@ def _build_parser() -> argparse.ArgumentParser:
         description="Track text-specified objects through video (Grounding DINO + SAM 2).")
     parser.add_argument("--version", action="version", version=f"gsam2-video {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="{track,dataset}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{track,dataset,eval}")
 
     t = sub.add_parser("track", help="track objects in one video, folder of frames, camera or stream",
                        description="Track the objects a prompt names through one source and write the "
@@ -135,6 +135,9 @@ def _build_parser() -> argparse.ArgumentParser:
         add_dataset_parser = None
     if add_dataset_parser is not None:
         add_dataset_parser(sub)
+    from .commands import eval as eval_command
+
+    eval_command.add_parser(sub)
     return parser
 
 
@@ -166,6 +169,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from .commands.track import run_track
 
             return run_track(args)
+        if args.command == "eval":
+            from .commands import eval as eval_command
+
+            return eval_command.run(args)
         from .dataset.cli import run_dataset
 
         return run_dataset(args)
