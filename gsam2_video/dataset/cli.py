@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError
+from .exports import SAVE_DEFAULT, parse_dataset_save
 from .filters import Filters
 from .inputs import JobDefaults, SourceOptions, collect_jobs
 from .layout import DatasetLayout
@@ -33,6 +34,7 @@ layout of DIR:
   instances.json                 YouTube-VIS annotations (COCO RLE) for the whole set
   runs/<video>/{objects,run}.json  per-video record and run report
   failures.jsonl                 videos that failed in the latest run
+  yolo/ coco.json cvat/          --save yolo,coco,cvat: YOLO segmentation (split by video), COCO, CVAT XML
 Re-running the same command skips finished videos and redoes partial ones.
 
 many machines:
@@ -79,6 +81,10 @@ def add_dataset_parser(subparsers: Any) -> argparse.ArgumentParser:
                                                   "(default for manifest rows without one)")
     p.add_argument("--manifest", type=Path, default=None, metavar="FILE",
                    help="JSONL or CSV with per-video source, prompt and setting overrides")
+    p.add_argument("--save", default=SAVE_DEFAULT, metavar="LIST",
+                   help=f"comma list of outputs: masks and json (Annotations/, meta.json, instances.json; always "
+                        f"written) plus yolo (yolo/, implies --save-frames), coco (coco.json), cvat (cvat/<video>.xml);"
+                        f" default {SAVE_DEFAULT}. Also for --merge")
     p.add_argument("--save-frames", action="store_true", help="also write JPEGImages/<video>/<frame>.jpg")
     p.add_argument("--jpeg-quality", type=int_at_least(1), default=95, metavar="Q",
                    help="JPEG quality of saved frames (default 95)")
@@ -133,7 +139,7 @@ def _run_merge(args: argparse.Namespace) -> int:
     if not (args.merge / "runs").is_dir() and not (args.merge / "shards").is_dir():
         raise ConfigError(f"--merge {args.merge}: not a gsam2-video dataset folder (it has no runs/ or shards/)")
     layout = DatasetLayout(args.merge)
-    summary = merge_dataset(layout)
+    summary = merge_dataset(layout, parse_dataset_save(args.save))
     print(f"gsam2-video dataset: {summary.line()} -> {layout.root}", file=sys.stderr)
     if summary.failures:
         print(f"gsam2-video dataset: failures listed in {layout.failures_path}", file=sys.stderr)
@@ -152,6 +158,7 @@ def run_dataset(args: argparse.Namespace) -> int:
         raise ConfigError("dataset needs INPUT paths or --manifest FILE")
     if args.inputs and not args.prompt:
         raise ConfigError("inputs given on the command line need --prompt")
+    exports = parse_dataset_save(args.save)
     shard = Shard.parse(args.shard) if args.shard is not None else None
     if args.backend == "ray":
         import_ray()  # fail in one line before any work when Ray is missing
@@ -172,8 +179,8 @@ def run_dataset(args: argparse.Namespace) -> int:
     spec = TrackerSpec(detector=str(args.detector), sam2=str(args.sam2), device=args.device, dtype=args.dtype,
                        config=config)
     layout = DatasetLayout(args.out)
-    options = RunnerOptions(save_frames=args.save_frames, allow_partial=args.allow_partial,
-                            progress=not args.no_progress, jpeg_quality=args.jpeg_quality)
+    options = RunnerOptions(save_frames=args.save_frames or "yolo" in exports, allow_partial=args.allow_partial,
+                            progress=not args.no_progress, jpeg_quality=args.jpeg_quality, exports=exports)
     backend = None
     if args.backend == "ray":
         from .ray_backend import RayBackend, RayOptions

@@ -34,7 +34,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -287,8 +287,9 @@ class DatasetLayout:
                 records.append(record)
         return records
 
-    def write_set_files(self) -> None:
-        """Rebuild ``meta.json`` and ``instances.json`` from every finished video.
+    def write_set_files(self, exports: Sequence[str] = ()) -> None:
+        """Rebuild ``meta.json`` and ``instances.json`` (and the ``exports``, see :mod:`.exports`) from every
+        finished video.
 
         Two passes over the records, one record in memory at a time: the first gathers the categories (ids
         must be known before any annotation is written), video entries and meta.json; the second streams the
@@ -322,6 +323,18 @@ class DatasetLayout:
             out.discard()
             raise
         out.commit()
+        if exports:
+            from .exports import write_exports
+
+            write_exports(self.root, self.images, names, lambda: self._records(names), exports)
+
+    def _records(self, names: Sequence[str]) -> Iterator[VideoRecord]:
+        """The records of ``names``, loaded one at a time (a record that vanished mid-way is an error)."""
+        for name in names:
+            record = self.load_record(name)
+            if record is None:
+                raise OutputError(f"{self.record_path(name)} changed while the set-wide files were written")
+            yield record
 
     def write_failures(self, failures: Iterable[dict[str, Any]], shard: Shard | None = None) -> None:
         """``failures.jsonl`` (a shard's goes to its own folder; the merge folds them together)."""
