@@ -20,8 +20,8 @@ from gsam2_video.types import FrameResult
 
 trackeval = pytest.importorskip("trackeval")
 pytest.importorskip("skimage")  # TrackEval's F uses scikit-image's disk
-from pycocotools import mask as mask_utils  # noqa: E402
-from trackeval.metrics.j_and_f import JAndF  # noqa: E402
+from pycocotools import mask as mask_utils
+from trackeval.metrics.j_and_f import JAndF
 
 
 def square(h: int, w: int, y0: int, x0: int, size: int) -> np.ndarray:

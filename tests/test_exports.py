@@ -31,7 +31,7 @@ from gsam2_video.types import FrameResult, VideoInfo
 
 cvat_masks = pytest.importorskip("cvat_sdk.masks")
 sv = pytest.importorskip("supervision")
-from pycocotools.coco import COCO  # noqa: E402
+from pycocotools.coco import COCO
 
 
 def written_label_map(result: FrameResult) -> np.ndarray:
@@ -242,7 +242,7 @@ def test_cvat_holes_and_parts_are_exact_and_stride_is_recorded(tmp_path):
     results[1].frame_index = 3  # --start 0 --stride 3
     write_all(tmp_path, results, ("cvat",), VideoInfo("shapes", "memory://shapes", 60, 40, 25.0, 2))
     labels, maps, _ = read_cvat(tmp_path / "cvat.xml")
-    assert sorted(maps) == [0, 3]
+    assert labels == CATEGORIES and sorted(maps) == [0, 3]
     for r in results:
         assert np.array_equal(maps[r.frame_index], written_label_map(r))
     task = ET.parse(tmp_path / "cvat.xml").getroot().find("meta/task")

@@ -17,7 +17,7 @@ from gsam2_video.sinks.polygons import mask_polygon, polygon_outline, polygon_po
 sv = pytest.importorskip("supervision")
 pytest.importorskip("cvat_sdk")
 pytest.importorskip("trackeval")
-from pycocotools.coco import COCO  # noqa: E402
+from pycocotools.coco import COCO
 
 FRAMES = 12
 

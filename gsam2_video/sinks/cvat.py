@@ -23,6 +23,7 @@ XML is streamed out at close and renamed into place.
 
 from __future__ import annotations
 
+import itertools
 import os
 from array import array
 from collections import defaultdict
@@ -51,7 +52,7 @@ def cvat_rle(mask: np.ndarray, box_xywh: Sequence[int]) -> list[int]:
 
 def _frame_filter(frame_indices: Sequence[int]) -> str:
     """``step=S`` when the written frames are evenly spaced by S > 1, else empty (CVAT's task setting)."""
-    steps = {b - a for a, b in zip(frame_indices, frame_indices[1:])}
+    steps = {b - a for a, b in itertools.pairwise(frame_indices)}
     step = steps.pop() if len(steps) == 1 else 1
     return f"step={step}" if step > 1 else ""
 
