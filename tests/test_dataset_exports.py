@@ -166,3 +166,21 @@ def test_yolo_turns_frame_saving_on(tmp_path, monkeypatch):
     assert main(["dataset", str(tmp_path / "in"), "--out", str(tmp_path / "out"), "--prompt", PROMPT,
                  "--save", "yolo,coco"]) == 0
     assert seen["options"].save_frames and seen["options"].exports == ("yolo", "coco")
+
+
+def test_a_later_run_without_save_warns_that_exports_are_stale(tmp_path, caplog):
+    videos(tmp_path / "in")
+    out = tmp_path / "out"
+    run(tmp_path / "in", out, ("coco", "cvat"))
+    before = (out / "coco.json").read_bytes()
+    write_video(tmp_path / "in", "delta", 2, [obj(1, "car", 0, 2, [1, 1, 5, 5])])
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="gsam2_video"):
+        assert run(tmp_path / "in", out, ()).done == 1
+    assert (out / "coco.json").read_bytes() == before
+    warned = [r.getMessage() for r in caplog.records if "earlier run" in r.getMessage()]
+    assert warned == [("coco.json, cvat still describe(s) the videos of an earlier run; add --save coco,cvat to "
+                       "rebuild")]
+    run(tmp_path / "in", out, ("coco", "cvat"))
+    assert [v["name"] for v in COCO(str(out / "coco.json")).dataset["videos"]] == \
+        ["alpha", "beta", "delta", "gamma0", "gamma1", "gamma2"]

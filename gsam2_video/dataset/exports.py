@@ -47,6 +47,11 @@ ALWAYS_WRITTEN: tuple[str, ...] = ("masks", "json")
 SAVE_DEFAULT = "masks,json"
 
 
+def export_paths(root: Path) -> dict[str, Path]:
+    """Where each export lives in a dataset folder."""
+    return {"yolo": root / "yolo", "coco": root / "coco.json", "cvat": root / "cvat"}
+
+
 def parse_dataset_save(text: str) -> tuple[str, ...]:
     """``--save`` of ``dataset`` -> the exports to build (``masks`` and ``json``, i.e. ``Annotations/`` and
     ``instances.json``, are always written). The names mean what they mean for ``track``."""
@@ -185,9 +190,10 @@ def write_exports(root: Path, images_root: Path, names: Sequence[str], records: 
     if not kinds:
         return
     categories = category_order(records())
+    paths = export_paths(root)
     if "coco" in kinds:
-        write_coco(root / "coco.json", records, categories)
+        write_coco(paths["coco"], records, categories)
     if "cvat" in kinds:
-        write_cvat(root / "cvat", records, categories)
+        write_cvat(paths["cvat"], records, categories)
     if "yolo" in kinds:
-        write_yolo(root / "yolo", images_root, names, records, categories)
+        write_yolo(paths["yolo"], images_root, names, records, categories)

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import fcntl
 import json
+import logging
 import os
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -59,6 +60,8 @@ from .work import encode_jpeg
 
 if TYPE_CHECKING:
     from .shard import Shard
+
+log = logging.getLogger("gsam2_video")
 
 RECORD_FILE = "objects.json"
 RUN_FILE = "run.json"
@@ -327,6 +330,16 @@ class DatasetLayout:
             from .exports import write_exports
 
             write_exports(self.root, self.images, names, lambda: self._records(names), exports)
+        self._warn_stale_exports(exports)
+
+    def _warn_stale_exports(self, exports: Sequence[str]) -> None:
+        """Exports an earlier run built but this one did not: they still describe the older set of videos."""
+        from .exports import export_paths
+
+        stale = [k for k, path in export_paths(self.root).items() if k not in exports and path.exists()]
+        if stale:
+            log.warning("%s still describe(s) the videos of an earlier run; add --save %s to rebuild",
+                        ", ".join(str(export_paths(self.root)[k].name) for k in stale), ",".join(stale))
 
     def _records(self, names: Sequence[str]) -> Iterator[VideoRecord]:
         """The records of ``names``, loaded one at a time (a record that vanished mid-way is an error)."""
