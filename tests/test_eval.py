@@ -304,3 +304,20 @@ def test_sequence_folders_pair_by_name(tmp_path):
     report = evaluate_masks(tmp_path / "pred", tmp_path / "gt")
     assert [(o.sequence, o.gt_id) for o in report.objects] == [("a", 2), ("b", 1)]
     assert report.means()["J&F"] == 1.0
+
+
+def test_f_on_the_crop_holding_both_masks_equals_f_on_the_frame():
+    from scipy.ndimage import find_objects
+
+    from gsam2_video.evaluation.davis import crop_box
+
+    rng = np.random.default_rng(1)
+    for _ in range(40):
+        h, w = (int(v) for v in rng.integers(30, 90, 2))
+        labels = np.zeros((h, w), np.int64)
+        for k, (y, x) in enumerate(rng.integers(0, [h, w], (2, 2)), 1):  # near or on the edges too
+            labels[max(0, y - 8):y + int(rng.integers(1, 12)), max(0, x - 6):x + int(rng.integers(1, 12))] = k
+        g, p = labels == 1, labels == 2
+        crop = crop_box([find_objects(g.astype(int))[0] if g.any() else None,
+                         find_objects(p.astype(int))[0] if p.any() else None], (h, w))
+        assert f_measure(g[crop], p[crop], image_shape=(h, w)) == f_measure(g, p)

@@ -65,13 +65,19 @@ def boundary_radius(shape: tuple[int, int], bound_th: float = BOUND_TH) -> float
 
 
 def f_measure(gt: np.ndarray, pred: np.ndarray, void: np.ndarray | None = None,
-              bound_th: float = BOUND_TH) -> float:
-    """DAVIS ``f_measure`` (boundary F) for one frame's binary masks."""
+              bound_th: float = BOUND_TH, image_shape: tuple[int, int] | None = None) -> float:
+    """DAVIS ``f_measure`` (boundary F) for one frame's binary masks.
+
+    ``image_shape``: the full frame's size when ``gt`` / ``pred`` are a crop of it (the tolerance is taken
+    from the frame's diagonal). A crop gives the same F as the whole frame when it holds both masks with a
+    2-pixel margin or reaches the frame's edge (see :func:`crop_box`): every boundary pixel then lies inside
+    it and is found exactly as in the frame.
+    """
     gt, pred = np.asarray(gt, bool), np.asarray(pred, bool)
     if void is not None:
         keep = ~np.asarray(void, bool)
         gt, pred = gt & keep, pred & keep
-    kernel = disk(boundary_radius(gt.shape, bound_th))
+    kernel = disk(boundary_radius(image_shape or gt.shape, bound_th))
     pred_b, gt_b = boundary_map(pred), boundary_map(gt)
     n_pred, n_gt = int(np.count_nonzero(pred_b)), int(np.count_nonzero(gt_b))
     if n_pred == 0 and n_gt == 0:
@@ -85,6 +91,20 @@ def f_measure(gt: np.ndarray, pred: np.ndarray, void: np.ndarray | None = None,
     if precision + recall == 0:
         return 0.0
     return 2 * precision * recall / (precision + recall)
+
+
+def crop_box(boxes: list[tuple[slice, slice] | None], shape: tuple[int, int], margin: int = 2
+             ) -> tuple[slice, slice] | None:
+    """The union of ``boxes`` (``scipy.ndimage.find_objects`` slices, None for an empty mask) grown by
+    ``margin`` pixels and clipped to the frame; None when every mask is empty."""
+    boxes = [b for b in boxes if b is not None]
+    if not boxes:
+        return None
+    y0 = max(0, min(b[0].start for b in boxes) - margin)
+    x0 = max(0, min(b[1].start for b in boxes) - margin)
+    y1 = min(shape[0], max(b[0].stop for b in boxes) + margin)
+    x1 = min(shape[1], max(b[1].stop for b in boxes) + margin)
+    return slice(y0, y1), slice(x0, x1)
 
 
 def statistics(per_frame: np.ndarray) -> tuple[float, float, float]:

@@ -34,7 +34,7 @@ from PIL import Image
 from scipy.optimize import linear_sum_assignment
 
 from ..errors import ConfigError
-from .davis import BOUND_TH, f_measure, statistics
+from .davis import BOUND_TH, crop_box, f_measure, statistics
 
 MATCH_MODES = ("auto", "id", "hungarian")
 
@@ -127,20 +127,66 @@ def _frames(name: str, pred_dir: Path, gt_dir: Path) -> Iterator[tuple[str, np.n
         yield stem, pred, gt
 
 
-def _overlaps(pred: np.ndarray, gt: np.ndarray, keep: np.ndarray
+#: joint (pred id, gt id) histograms up to this many bins are counted with bincount (no sort)
+_BINCOUNT_LIMIT = 1 << 22
+
+
+def _overlaps(pred: np.ndarray, gt: np.ndarray, keep: np.ndarray | None
               ) -> tuple[dict[int, int], dict[int, int], dict[tuple[int, int], int]]:
-    """Areas of every predicted and ground-truth id and the pairwise intersections, over ``keep`` pixels."""
-    p, g = pred[keep], gt[keep]
-    ids_p, area_p = np.unique(p[p > 0], return_counts=True)
-    ids_g, area_g = np.unique(g[g > 0], return_counts=True)
-    both = (p > 0) & (g > 0)
-    pairs, inter = np.unique(np.stack([p[both], g[both]]), axis=1, return_counts=True)
-    return (dict(zip(ids_p.tolist(), area_p.tolist())), dict(zip(ids_g.tolist(), area_g.tolist())),
-            {(a, b): n for (a, b), n in zip(pairs.T.tolist(), inter.tolist())})
+    """Areas of every predicted and ground-truth id and the pairwise intersections, over ``keep`` pixels
+    (all when None), from one joint histogram of (pred id, gt id) per pixel."""
+    p, g = (pred, gt) if keep is None else (pred[keep], gt[keep])
+    p, g = p.reshape(-1), g.reshape(-1)
+    n_g = int(g.max(initial=0)) + 1
+    n_p = int(p.max(initial=0)) + 1
+    joint = p * n_g + g
+    if n_p * n_g <= _BINCOUNT_LIMIT:
+        counts = np.bincount(joint, minlength=n_p * n_g)
+        codes = np.flatnonzero(counts)
+        counts = counts[codes]
+    else:
+        codes, counts = np.unique(joint, return_counts=True)
+    area_p: dict[int, int] = {}
+    area_g: dict[int, int] = {}
+    inter: dict[tuple[int, int], int] = {}
+    for code, n in zip(codes.tolist(), counts.tolist()):
+        a, b = divmod(code, n_g)
+        if a:
+            area_p[a] = area_p.get(a, 0) + n
+        if b:
+            area_g[b] = area_g.get(b, 0) + n
+        if a and b:
+            inter[(a, b)] = n
+    return area_p, area_g, inter
 
 
-def _keep(gt: np.ndarray, void_id: int | None) -> np.ndarray:
-    return np.ones(gt.shape, bool) if void_id is None else gt != void_id
+def _keep(gt: np.ndarray, void_id: int | None) -> np.ndarray | None:
+    return None if void_id is None else gt != void_id
+
+
+def _boundary_scores(pred: np.ndarray, gt: np.ndarray, pred_ids: list[int | None], gt_ids: list[int],
+                     void_id: int | None, bound_th: float) -> np.ndarray:
+    """F of each (pred id, gt id) pair on one frame, computed on the crop holding both masks (exact, see
+    ``f_measure``), so a small object costs little on a large frame."""
+    from scipy.ndimage import find_objects
+
+    boxes_p = find_objects(np.where(pred > 0, pred, 0))
+    boxes_g = find_objects(np.where((gt > 0) & (gt != (void_id if void_id is not None else -1)), gt, 0))
+
+    def box(boxes: list, i: int | None) -> tuple[slice, slice] | None:
+        return boxes[i - 1] if i is not None and 0 < i <= len(boxes) else None
+
+    out = np.zeros(len(gt_ids))
+    for k, (pid, gid) in enumerate(zip(pred_ids, gt_ids)):
+        crop = crop_box([box(boxes_p, pid), box(boxes_g, gid)], gt.shape)
+        if crop is None:
+            out[k] = 1.0  # both absent
+            continue
+        g = gt[crop]
+        p = pred[crop] == pid if pid is not None else np.zeros(g.shape, bool)
+        void = None if void_id is None else g == void_id
+        out[k] = f_measure(g == gid, p, void, bound_th, image_shape=gt.shape)
+    return out
 
 
 def score_sequence(name: str, pred_dir: Path, gt_dir: Path, *, match: str = "auto", void_id: int | None = None,
@@ -171,11 +217,8 @@ def score_sequence(name: str, pred_dir: Path, gt_dir: Path, *, match: str = "aut
     f = np.zeros((len(gt_ids), t_count))
     if gt_ids:
         for t, (_, pred, gt) in enumerate(_frames(name, pred_dir, gt_dir)):
-            void = None if void_id is None else gt == void_id
-            for b, gid in enumerate(gt_ids):
-                pid = candidates[assigned[b]]
-                pm = pred == pid if pid is not None else np.zeros(gt.shape, bool)
-                f[b, t] = f_measure(gt == gid, pm, void, bound_th)
+            f[:, t] = _boundary_scores(pred, gt, [candidates[assigned[b]] for b in range(len(gt_ids))], gt_ids,
+                                       void_id, bound_th)
     scores = []
     for b, gid in enumerate(gt_ids):
         a = assigned[b]
