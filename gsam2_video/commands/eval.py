@@ -27,7 +27,7 @@ Score a run against ground truth.
 """
 
 
-def _unit_float(text: str) -> float:
+def _positive_float(text: str) -> float:
     try:
         value = float(text)
     except ValueError:
@@ -52,7 +52,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
                         "id when both sides have the same ids)")
     p.add_argument("--void-id", type=int, default=None, metavar="N",
                    help="masks: ground-truth value N marks void pixels, left out of J and F (DAVIS uses 255)")
-    p.add_argument("--bound-th", type=_unit_float, default=0.008, metavar="F",
+    p.add_argument("--bound-th", type=_positive_float, default=0.008, metavar="F",
                    help="masks: boundary tolerance, a fraction of the image diagonal (<1) or pixels (>=1); "
                         "default 0.008 as DAVIS")
     return p
