@@ -148,7 +148,7 @@ def test_dataset_cli_rejects_track_only_outputs(tmp_path, capsys):
 
 def test_yolo_turns_frame_saving_on(tmp_path, monkeypatch):
     """``--save yolo`` without ``--save-frames`` still saves the frames YOLO links to."""
-    import gsam2_video.dataset.cli as dataset_cli
+    import gsam2_video.cli.dataset as dataset_cli
 
     seen = {}
 
