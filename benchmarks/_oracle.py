@@ -94,26 +94,35 @@ def load_world(gt_path: Path, name: str, scale: float, fps: float = 25.0, size: 
     """MOT-format gt.txt (frame, id, x, y, w, h, ...; frames from 1) -> a rendered World."""
     rows = np.loadtxt(gt_path, delimiter=",", ndmin=2)
     n = int(rows[:, 0].max())
-    h, w = round(size[0] * scale), round(size[1] * scale)
     boxes: list[dict[int, np.ndarray]] = [{} for _ in range(n)]
     for r in rows:
-        t, pid = int(r[0]) - 1, int(r[1])
         x0, y0 = r[2] * scale, r[3] * scale
-        b = np.array([x0, y0, x0 + r[4] * scale, y0 + r[5] * scale], np.float32)
-        b = np.clip(b, 0, [w, h, w, h])
-        if b[2] - b[0] >= 1 and b[3] - b[1] >= 1:
-            boxes[t][pid] = b
+        boxes[int(r[0]) - 1][int(r[1])] = np.array([x0, y0, x0 + r[4] * scale, y0 + r[5] * scale], np.float32)
+    return world_from_boxes(name, fps, round(size[0] * scale), round(size[1] * scale), boxes)
+
+
+def world_from_boxes(name: str, fps: float, h: int, w: int, boxes: list[dict[int, np.ndarray]]) -> World:
+    """Render per-frame person boxes (id -> xyxy, ids >= 1) back to front into a World."""
+    n = len(boxes)
+    clipped: list[dict[int, np.ndarray]] = []
+    for frame in boxes:
+        keep = {}
+        for pid, b in frame.items():
+            b = np.clip(np.asarray(b, np.float32), 0, [w, h, w, h])
+            if b[2] - b[0] >= 1 and b[3] - b[1] >= 1:
+                keep[int(pid)] = b
+        clipped.append(keep)
     labels = np.zeros((n, h, w), np.int32)
     visible: list[dict[int, float]] = []
     for t in range(n):
         area = {}
-        for pid, b in sorted(boxes[t].items(), key=lambda kv: kv[1][3]):  # far (higher up) first
+        for pid, b in sorted(clipped[t].items(), key=lambda kv: kv[1][3]):  # far (higher up) first
             x0, y0, x1, y1 = int(round(b[0])), int(round(b[1])), int(round(b[2])), int(round(b[3]))
             labels[t, y0:y1, x0:x1] = pid
             area[pid] = max(1, (x1 - x0) * (y1 - y0))
         counts = np.bincount(labels[t].reshape(-1), minlength=max(area, default=0) + 1)
         visible.append({pid: float(counts[pid]) / a for pid, a in area.items()})
-    return World(name, fps, h, w, labels, boxes, visible)
+    return World(name, fps, h, w, labels, clipped, visible)
 
 
 # ----------------------------------------------------------------------------------------------- noise

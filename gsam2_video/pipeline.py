@@ -25,10 +25,10 @@ from .config import DEFAULT_DETECTOR, DEFAULT_SAM2, DetectorConfig, PropagatorCo
 from .errors import ConfigError
 from .models.loading import precision_name
 from .prompts import Prompt, parse_prompt
-from .tracking.association import associate
 from .tracking.backfill import BackfillBuffer, PendingFrame
 from .tracking.keyframes import KeyframePolicy
 from .tracking.lifecycle import TrackRegistry
+from .tracking.two_stage import associate_two_stage, split_scores
 from .types import FrameResult, VideoInfo
 
 log = logging.getLogger("gsam2_video")
@@ -89,8 +89,14 @@ class TrackingRun:
         self.info: VideoInfo = source.info
         self.live = config.mode == "live" or (config.mode == "auto" and self.info.is_live)
         detector = tracker.detector
-        if getattr(detector, "config", None) is not None and detector.config != config.detector:
-            detector = detector.with_thresholds(config.detector)
+        # [issue 14: two-stage matching] the detector runs at the low threshold; detections between it and the
+        # box threshold only keep visible tracks alive (tracking/two_stage.py)
+        det_config = config.detector
+        low = config.association.low_score_threshold
+        if low is not None and low < det_config.box_threshold:
+            det_config = replace(det_config, box_threshold=low)
+        if getattr(detector, "config", None) is not None and detector.config != det_config:
+            detector = detector.with_thresholds(det_config)
         self.detector = detector
         self.stats = RunStats()
         self._gen: Iterator[FrameResult] | None = None
@@ -131,7 +137,7 @@ class TrackingRun:
         cfg = self.config
         prop = self.tracker.propagator
         policy = KeyframePolicy(cfg.keyframes)
-        registry = TrackRegistry(cfg.association)
+        registry = TrackRegistry(cfg.association, fps=self.info.fps)  # [issue 14] fps sizes max_lost_frames
         buffer = BackfillBuffer(0 if self.live else cfg.keyframes.detect_every)
         self._held = (buffer, registry)
         stats = self.stats
@@ -155,12 +161,13 @@ class TrackingRun:
                 with _Timer(stats, "propagate"):
                     tracked = prop.propagate(feats)
                 scores = {int(i): float(s) for i, s in zip(tracked.obj_ids, tracked.object_scores.tolist())}
-                is_key, reason = policy.is_keyframe(frame.image, scores)
+                # [issue 14] only confirmed tracks can trigger a keyframe
+                is_key, reason = policy.is_keyframe(frame.image, registry.trigger_scores(scores))
                 born: list[tuple[int, torch.Tensor]] = []
                 if is_key:
                     stats.keyframes += 1
                     stats.keyframe_reasons[reason] += 1
-                    born = self._keyframe(frame.image, feats, tracked, scores, registry)
+                    born = self._keyframe(frame.image, frame.index, feats, tracked, scores, registry)
                 with _Timer(stats, "commit"):
                     out = prop.commit(feats)
                     masks = non_overlapping_masks(out.logits.float(), prop.config.mask_threshold).cpu()
@@ -179,13 +186,15 @@ class TrackingRun:
             for ready in buffer.drain():
                 yield self._emit(ready, registry)
 
-    def _keyframe(self, image: np.ndarray, feats: Any, tracked: Any, scores: dict[int, float],
+    def _keyframe(self, image: np.ndarray, frame_index: int, feats: Any, tracked: Any, scores: dict[int, float],
                   registry: TrackRegistry) -> list[tuple[int, torch.Tensor]]:
-        """Detect, associate and apply the lifecycle update; returns (track id, mask) of tracks born here."""
+        """Detect, associate and apply the lifecycle update; returns (track id, mask) of the tracks born here
+        confirmed (the ones to back-fill)."""
         det, prop, stats = self.detector, self.tracker.propagator, self.stats
+        high = self.config.detector.box_threshold
         with _Timer(stats, "detect"):
-            dets = det.detect(image, self.prompt)
-        stats.detections += len(dets)
+            dets = det.detect(image, self.prompt, frame_index=frame_index)
+        stats.detections += len(split_scores(dets.scores, high, self.config.association)[0])  # [issue 14]
         det_masks = torch.zeros((0, *image.shape[:2]), dtype=torch.bool)
         if len(dets):
             with _Timer(stats, "segment_boxes"):
@@ -195,11 +204,13 @@ class TrackingRun:
         with _Timer(stats, "associate"):
             track_ids = [int(t) for t in tracked.obj_ids]
             track_masks = (tracked.logits > prop.config.mask_threshold).cpu()
-            result = associate(
+            # [issue 14] two-stage matching; lost tracks re-identified by last box or constant-velocity prediction
+            result = associate_two_stage(
                 track_ids, track_masks, masks_to_boxes(track_masks).numpy(),
                 np.array([registry.tracks[t].class_id for t in track_ids], dtype=np.int64),
-                det_masks, masks_to_boxes(det_masks).numpy(), dets.class_ids, self.config.association,
-                det_scores=dets.scores, lost_boxes=registry.lost_boxes(track_ids))
+                det_masks, masks_to_boxes(det_masks).numpy(), dets.class_ids, dets.scores, self.config.association,
+                high_score=high, lost_boxes=registry.lost_boxes(track_ids),
+                predicted_boxes=registry.predicted_boxes(track_ids, frame_index))
             visible = {t: scores.get(t, -1.0) > 0 for t in track_ids}
             update = registry.on_keyframe(result, dets.scores, dets.class_ids, dets.labels, visible,
                                           tracked.frame_idx)
@@ -211,7 +222,8 @@ class TrackingRun:
                 prop.refresh(tid, feats, det_masks[di])
             for tid, di in update.created:
                 prop.add_object(tid, feats, mask=det_masks[di])
-                born.append((tid, det_masks[di]))
+                if registry.is_confirmed(tid):  # [issue 14] back-fill only confirmed tracks
+                    born.append((tid, det_masks[di]))
         stats.tracks_created += len(update.created)
         stats.tracks_removed += len(update.removed)
         return born
@@ -234,7 +246,8 @@ class TrackingRun:
     def _emit(self, p: PendingFrame, registry: TrackRegistry) -> FrameResult:
         with _Timer(self.stats, "emit"):
             # every id painted into this frame has a snapshot; ids whose pixels all went to others drop out
-            cand = torch.tensor(sorted(p.scores), dtype=p.labels.dtype)
+            # [issue 14] tentative (not yet confirmed) and discarded tracks are never shown
+            cand = torch.tensor(sorted(t for t in p.scores if registry.emittable(t)), dtype=p.labels.dtype)
             masks = p.labels.unsqueeze(0) == cand.view(-1, 1, 1)
             present = masks.flatten(1).any(dim=1)
             ids, masks = cand[present], masks[present]
