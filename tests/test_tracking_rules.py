@@ -169,3 +169,21 @@ def test_bad_settings_are_one_line_errors(kwargs: dict, match: str) -> None:
 def test_bad_score_trigger_gap() -> None:
     with pytest.raises(ConfigError, match="score trigger gap"):
         KeyframeConfig(score_trigger_gap=0).validate()
+
+
+def test_cli_lifecycle_options_map_onto_the_config() -> None:
+    from gsam2_video.cli import _build_parser, tracker_config
+
+    def assoc(*extra: str) -> AssociationConfig:
+        return tracker_config(_build_parser().parse_args(["track", "x.mp4", "--prompt", "a.", *extra])).association
+
+    assert assoc() == AssociationConfig()  # the CLI's defaults are the library's
+    got = assoc("--max-lost-frames", "30", "--confirm-hits", "2", "--confirm-window", "3", "--confirm-score",
+                "0.8", "--retire-after", "7", "--low-threshold", "0.1")
+    assert (got.max_lost_frames, got.confirm_hits, got.confirm_window, got.confirm_score,
+            got.retire_unmatched_keyframes, got.low_score_threshold) == (30, 2, 3, 0.8, 7, 0.1)
+    off = assoc("--confirm-score", "0", "--retire-after", "0", "--low-threshold", "0")
+    assert (off.confirm_hits, off.confirm_score, off.retire_unmatched_keyframes, off.low_score_threshold) == (
+        0, None, None, None)
+    with pytest.raises(ConfigError, match="confirm window"):
+        assoc("--confirm-hits", "3")
