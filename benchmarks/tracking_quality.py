@@ -75,14 +75,14 @@ def motmetrics_data() -> Path:
 
 # --------------------------------------------------------------------------------------------- methods
 def run_ours(world: World, noise: Noise, seed: int, k: int, mode: str, box_threshold: float,
-             ) -> tuple[list[dict[int, np.ndarray]], dict]:
+             overrides: dict | None = None) -> tuple[list[dict[int, np.ndarray]], dict]:
     clock = Clock()
     det = OracleDetector(world, noise, seed, clock, DetectorConfig(box_threshold=box_threshold))
     prop = OracleSession(world, noise, seed, clock)
     config = TrackerConfig(keyframes=KeyframeConfig(detect_every=k), mode=mode)  # type: ignore[arg-type]
     tracker = Tracker(det, prop, config)
     hyps = []
-    with tracker.track(OracleSource(world), "person.") as run:
+    with tracker.track(OracleSource(world), "person.", **(overrides or {})) as run:
         for res in run:
             hyps.append({int(t): m for t, m in zip(res.track_ids, res.masks)})
     stats = run.stats.to_json()
@@ -205,13 +205,26 @@ def evaluate(args: argparse.Namespace) -> dict:
                         hyps, info = run_gsam2(world, noise, seed, args.detect_every, args.box_threshold)
                     else:
                         hyps, info = run_ours(world, noise, seed, args.detect_every, m.split("_")[1],
-                                              args.box_threshold)
+                                              args.box_threshold, args.set)
                     accs[m].append(accumulate(world, hyps))
                     extra[m].append(info)
         out[level] = {"noise": vars(noise) if not hasattr(noise, "__dataclass_fields__") else
                       {f: getattr(noise, f) for f in noise.__dataclass_fields__},
                       "results": {m: summarise(accs[m], extra[m]) for m in args.methods}}
     return out
+
+
+def _override(text: str) -> tuple[str, object]:
+    """KEY=VALUE with VALUE a JSON literal or None (None, null)."""
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    if value in ("None", "none", "null"):
+        return key, None
+    try:
+        return key, json.loads(value)
+    except json.JSONDecodeError:
+        raise argparse.ArgumentTypeError(f"value of {key} must be a number, true/false or None") from None
 
 
 def _git_rev() -> str | None:
@@ -235,9 +248,13 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--code", type=Path, default=None,
                    help="measure the gsam2_video package in DIR instead of this checkout (e.g. `git archive` of "
                         "an older commit)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", type=_override,
+                   help="a tracking option for ours (as Tracker.track(**options)), e.g. confirm_hits=0 or "
+                        "retire_unmatched_keyframes=None; repeatable (ablations)")
     p.add_argument("--label", default="", help="what code state this measures (recorded in the JSON)")
     p.add_argument("--out", type=Path, help="also write the JSON here")
     args = p.parse_args(argv)
+    args.set = dict(args.set)
     if args.seeds < 1 or args.detect_every < 1 or not 0 < args.scale <= 1:
         p.error("--seeds and --detect-every must be >= 1 and --scale in (0, 1]")
     t0 = time.perf_counter()
