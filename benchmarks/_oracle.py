@@ -227,12 +227,24 @@ class Feats:
 
 @dataclass
 class Out:
-    """What the pipeline reads from propagate() / commit()."""
+    """What the pipeline reads from propagate() / commit() / backfill(): logits at video resolution."""
 
     frame_idx: int
     obj_ids: list[int]
-    logits: torch.Tensor
+    logits: torch.Tensor  # N x H x W
     object_scores: torch.Tensor
+
+    @property
+    def low_res(self) -> torch.Tensor:  # the oracle's "low resolution" is the video's
+        return self.logits[:, None]
+
+    @property
+    def height(self) -> int:
+        return int(self.logits.shape[1])
+
+    @property
+    def width(self) -> int:
+        return int(self.logits.shape[2])
 
 
 @dataclass
@@ -261,7 +273,12 @@ class _Obj:
 
 
 class OracleSession:
-    """SAM 2 stand-in (see the module docstring). One per run; ``reset`` starts a new video."""
+    """SAM 2 stand-in (see the module docstring): the segmentation model and, for one run at a time, its
+    session (``new_session`` starts a new video on this same object)."""
+
+    device = torch.device("cpu")
+    mask_threshold = 0.0
+    amp_dtype = None
 
     def __init__(self, world: World, noise: Noise, seed: int, clock: Clock) -> None:
         self.world, self.noise, self.seed, self.clock = world, noise, seed, clock
@@ -277,6 +294,10 @@ class OracleSession:
 
     def reset(self, height: int, width: int, num_frames: int | None = None) -> None:
         self._objects, self._pending, self._current, self._t = {}, {}, {}, -1
+
+    def new_session(self, height: int, width: int, num_frames: int | None = None) -> OracleSession:
+        self.reset(height, width, num_frames)
+        return self
 
     def encode(self, image: np.ndarray, frame_idx: int) -> Feats:
         self._t = self.clock.t = int(frame_idx)
@@ -391,7 +412,7 @@ class OracleSession:
         self._pending = {}
         return out
 
-    def backfill(self, obj_id: int, feats_at_birth: Feats, mask: Any, past: list[Feats]) -> list[torch.Tensor]:
+    def backfill(self, obj_id: int, feats_at_birth: Feats, mask: Any, past: list[Feats]) -> list[Out]:
         birth = feats_at_birth.frame_idx
         obj = self._new_obj(int(obj_id), _np_mask(mask), birth)  # a blob is held backwards as long as forwards
         out = []
@@ -402,7 +423,8 @@ class OracleSession:
                 m = torch.from_numpy(obj.blob)
             else:
                 m = torch.zeros(self.world.height, self.world.width, dtype=torch.bool)
-            out.append(torch.where(m, LOGIT, -LOGIT))
+            out.append(Out(f.frame_idx, [int(obj_id)], torch.where(m, LOGIT, -LOGIT)[None],
+                           torch.tensor([1.0 if bool(m.any()) else -1.0])))
         return out
 
 

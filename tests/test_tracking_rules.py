@@ -172,10 +172,11 @@ def test_bad_score_trigger_gap() -> None:
 
 
 def test_cli_lifecycle_options_map_onto_the_config() -> None:
-    from gsam2_video.cli import _build_parser, tracker_config
+    from gsam2_video.cli import build_parser
+    from gsam2_video.cli.options import tracker_config
 
     def assoc(*extra: str) -> AssociationConfig:
-        return tracker_config(_build_parser().parse_args(["track", "x.mp4", "--prompt", "a.", *extra])).association
+        return tracker_config(build_parser().parse_args(["track", "x.mp4", "--prompt", "a.", *extra])).association
 
     assert assoc() == AssociationConfig()  # the CLI's defaults are the library's
     got = assoc("--max-lost-frames", "30", "--confirm-hits", "2", "--confirm-window", "3", "--confirm-score",
