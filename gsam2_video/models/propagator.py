@@ -108,6 +108,7 @@ from ..ops.cpu_attention import use_blocked_memory_attention
 from ..ops.postprocess import postprocess_mask_scores
 from .loading import autocast, from_pretrained, resolve_device, resolve_dtype
 from .random_sam2 import sam2_size_problems
+from .sam2_memory import Buckets, ObjectMemories, attend_objects, masked_memory_attention
 from .sam2_preprocess import check_frame, preprocess_frame
 
 _MASK_OUT_SCALE, _MASK_OUT_BIAS = 20.0, -10.0  # SAM 2's logits for a mask used as output
@@ -248,6 +249,7 @@ class Sam2Propagator:
         self.num_maskmem = int(mc.num_maskmem)
         self.prune = prune
         self._reverse = False
+        self._attention_core = masked_memory_attention
         self.reset(0, 0)
 
     @classmethod
@@ -291,6 +293,14 @@ class Sam2Propagator:
     def max_pointers(self) -> int:
         cap = int(self.model.config.max_object_pointers_in_encoder)
         return cap if self.num_frames is None else min(self.num_frames, cap)
+
+    @property
+    def _buckets(self) -> Buckets | None:
+        """Fixed memory-attention slots when compiled (shapes repeat); None: pad to the live maximum."""
+        if not self.config.compile:
+            return None
+        cap = self.config.max_conditioning_frames
+        return Buckets(mask_slots=cap + self.num_maskmem - 1, pointer_slots=cap + self.max_pointers - 1)
 
     def held_bytes(self) -> int:
         """Bytes of all tensors held by the session between frames (unique storages)."""
@@ -428,7 +438,7 @@ class Sam2Propagator:
         tmp = object.__new__(Sam2Propagator)
         tmp.__dict__.update({k: v for k, v in self.__dict__.items()
                              if k in ("config", "device", "amp_dtype", "model", "image_size", "low_res_size",
-                                      "num_maskmem", "prune")})
+                                      "num_maskmem", "prune", "_attention_core")})
         tmp._reverse = True
         tmp.reset(self.height, self.width, self.num_frames)
         n = len(past)
@@ -576,25 +586,30 @@ class Sam2Propagator:
         return mems, ptrs
 
     def _track(self, feats: FrameFeatures, obj_ids: list[int]) -> None:
-        """Memory-conditioned SAM outputs for objects not prompted on this frame, grouped into batches."""
+        """Memory-conditioned SAM outputs for objects not prompted on this frame, batched over objects."""
         plans = {oid: self._memory_plan(self._objects[oid], feats.step) for oid in obj_ids}
         plans = {oid: p for oid, p in plans.items() if p[0]}  # objects added this frame have no memory yet
-        groups: dict[Any, list[int]] = {}
-        for oid, (mems, ptrs) in plans.items():
-            key = (tuple(t for t, _ in mems), tuple(d for d, _ in ptrs)) if self.config.batch_objects else oid
-            groups.setdefault(key, []).append(oid)
-        if not groups:
+        if not plans:
             return
-        # memory attention per group (the memories must line up); the SAM heads take every object at once
-        order = [oid for members in groups.values() for oid in members]
-        pix = torch.cat([self._attend(feats, [plans[o] for o in members]) for members in groups.values()])
-        if not self.config.batch_objects:
+        order = list(plans)
+        if self.config.batch_objects:  # one memory-attention call for all (sam2_memory pads and masks)
+            pix = self._attend_all(feats, [plans[o] for o in order])
+            low, high, pointer, score, _ = self._decode(feats, pix, multimask=self._track_multimask)
+        else:  # the reference path: transformers' memory attention and the SAM heads one object at a time
+            pix = torch.cat([self._attend(feats, [plans[o]]) for o in order])
             outs = [self._decode(feats, pix[i:i + 1], multimask=self._track_multimask) for i in range(len(order))]
             low, high, pointer, score = (torch.cat([o[k] for o in outs]) for k in range(4))
-        else:
-            low, high, pointer, score, _ = self._decode(feats, pix, multimask=self._track_multimask)
         for i, oid in enumerate(order):
             self._pending[oid] = _Pending(low[i:i + 1], high[i:i + 1], pointer[i:i + 1], score[i:i + 1], False)
+
+    def _attend_all(self, feats: FrameFeatures, plans: list[Any]) -> torch.Tensor:
+        """Memory attention for every object in one call, memories padded to common slots: B x C x h x w."""
+        assert self._pos_mem is not None
+        objects = [ObjectMemories([(t, m.maskmem) for t, m in mems], [(d, m.pointer) for d, m in ptrs])
+                   for mems, ptrs in plans]
+        return attend_objects(self.model, feats.feats[-1], feats.pos, self._pos_mem, objects, self.max_pointers,
+                              amp=lambda: autocast(self.device, self.amp_dtype), core=self._attention_core,
+                              buckets=self._buckets)
 
     @property
     def _track_multimask(self) -> bool:
@@ -603,7 +618,8 @@ class Sam2Propagator:
                     and cfg.multimask_min_pt_num <= 0 <= cfg.multimask_max_pt_num)
 
     def _attend(self, feats: FrameFeatures, plans: list[Any]) -> torch.Tensor:
-        """Memory attention for objects whose memories sit at the same temporal positions: B x C x h x w."""
+        """transformers' own memory attention for objects whose memories sit at the same temporal positions
+        (``batch_objects=False`` passes one object at a time: the reference the batched path is tested against)."""
         model = self.model
         b = len(plans)
         mems0, ptrs0 = plans[0]
