@@ -82,11 +82,14 @@ conditioning frames than the cap (beyond it the cap is a deliberate approximatio
 Outputs are ordinary tensors (the session runs under ``torch.no_grad``, not inference mode), so callers
 may modify them in place.
 
-Batching: memory attention runs once per group of objects whose memories sit at the same temporal
-positions (e.g. objects prompted on the same frame); the SAM heads (prompt encoder + mask decoder) run
-once for all tracked objects, and the memory encoder once per kind (prompted / tracked).
-``config.batch_objects=False`` runs memory attention and the SAM heads per object; results agree to
-float rounding (4.5e-10 on the tiny test model).
+Batching: memory attention runs once per frame for all tracked objects, each object's memories padded to
+common slots and the padding masked out (``sam2_memory``; objects born on different frames attend different
+numbers of memories at different positions); the SAM heads (prompt encoder + mask decoder) run once for all
+tracked objects, and the memory encoder once per kind (prompted / tracked). ``config.batch_objects=False``
+runs transformers' memory attention and the SAM heads per object; results agree to float rounding (4.7e-7
+on the reduced hiera-tiny with staggered births, tests/test_batched_memory.py). ``config.compile``
+compiles the image encoder and the batched memory attention (``sam2_compile``), with memory slots fixed
+at the most the caps allow so shapes repeat.
 """
 
 from __future__ import annotations
@@ -108,6 +111,7 @@ from ..ops.cpu_attention import use_blocked_memory_attention
 from ..ops.postprocess import postprocess_mask_scores
 from .loading import autocast, from_pretrained, resolve_device, resolve_dtype
 from .random_sam2 import sam2_size_problems
+from .sam2_compile import compile_sam2
 from .sam2_memory import Buckets, ObjectMemories, attend_objects, masked_memory_attention
 from .sam2_preprocess import check_frame, preprocess_frame
 
@@ -249,7 +253,8 @@ class Sam2Propagator:
         self.num_maskmem = int(mc.num_maskmem)
         self.prune = prune
         self._reverse = False
-        self._attention_core = masked_memory_attention
+        # the batched memory-attention core (sam2_memory); compiled with the image encoder under config.compile
+        self._attention_core = compile_sam2(self.model) if self.config.compile else masked_memory_attention
         self.reset(0, 0)
 
     @classmethod

@@ -117,7 +117,8 @@ def pack_memories(model: nn.Module, pos_mem: torch.Tensor, objects: Sequence[Obj
     tpos = model.memory_temporal_positional_encoding.reshape(model.num_maskmem, c_mem)[t_idx].float()
     pos = (pos_mem.reshape(1, 1, hw, c_mem).float() + tpos.view(b, m_slots, 1, c_mem)).view(b, m_slots * hw, c_mem)
 
-    needs_mask = b != n or min(n_mask) != m_slots or (p_slots > 0 and min(n_ptr) != p_slots)
+    # with buckets the mask is always passed, so a compiled core sees one graph per shape, not two
+    needs_mask = buckets is not None or min(n_mask) != m_slots or (p_slots > 0 and min(n_ptr) != p_slots)
     valid = None
     if needs_mask:
         slot_ok = torch.arange(m_slots, device=device)[None] < mask_count[:, None]  # B x M
@@ -126,7 +127,7 @@ def pack_memories(model: nn.Module, pos_mem: torch.Tensor, objects: Sequence[Obj
     n_ptr_tokens = 0
     if p_slots > 0:
         width = model.hidden_dim
-        zero_ptr = next(p for o in objects for _, p in o.pointers).new_zeros(1, width)
+        zero_ptr = pos_mem.new_zeros(1, width, dtype=torch.float32)
         ptr_chunks = [o.pointers[j][1] if j < len(o.pointers) else zero_ptr for o in objects for j in range(p_slots)]
         ptr_chunks += [zero_ptr] * ((b - n) * p_slots)
         pointers = torch.cat(ptr_chunks, dim=0).view(b, p_slots, width).float()
