@@ -106,10 +106,11 @@ def pack_memories(model: nn.Module, pos_mem: torch.Tensor, objects: Sequence[Obj
     t_index = [(o.masks[j][0] - 1) % model.num_maskmem if j < len(o.masks) else 0
                for o in objects for j in range(m_slots)] + [0] * ((b - n) * m_slots)
     # one small host->device copy carries every index this frame needs (no per-object transfers)
-    offsets = sorted({d for o in objects for d, _ in o.pointers})
+    offsets = sorted({d for o in objects for d, _ in o.pointers}) or [0]
     where = {d: i for i, d in enumerate(offsets)}
     p_index = [where[o.pointers[j][0]] if j < len(o.pointers) else 0 for o in objects for j in range(p_slots)]
     p_index += [0] * ((b - n) * p_slots)
+    # batch padding rows "hold" one zero memory, so their softmax has a key and stays finite
     meta = torch.tensor(t_index + p_index + offsets + n_mask + [1] * (b - n) + n_ptr + [0] * (b - n),
                         dtype=torch.int64).to(device, non_blocking=True)
     split = [len(t_index), len(p_index), len(offsets), b, b]
@@ -147,8 +148,6 @@ def pack_memories(model: nn.Module, pos_mem: torch.Tensor, objects: Sequence[Obj
         if valid is not None:
             ptr_ok = torch.arange(p_slots, device=device)[None] < ptr_count[:, None]  # B x P
             valid = torch.cat([valid, ptr_ok[:, :, None].expand(b, p_slots, splits).reshape(b, n_ptr_tokens)], 1)
-    if valid is not None and b != n:  # dummy rows attend one (zero) token so their softmax stays finite
-        valid[n:, 0] = True
     return PackedMemory(memory, pos, valid, n_ptr_tokens, n)
 
 
