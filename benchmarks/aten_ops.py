@@ -154,6 +154,9 @@ def main() -> None:
         print(json.dumps(child(args)))
         return
     script = Path(__file__).resolve()
+    rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=C.REPO, capture_output=True, text=True).stdout
+    dirty = subprocess.run(["git", "status", "--porcelain", "gsam2_video"], cwd=C.REPO, capture_output=True,
+                           text=True).stdout.strip()
     results: dict[str, Any] = {}
     with tempfile.TemporaryDirectory() as tmp:
         archive = subprocess.run(["git", "archive", args.baseline_rev, "gsam2_video"], cwd=C.REPO, check=True,
@@ -166,8 +169,8 @@ def main() -> None:
                 "per_object": C.run_child(script, ["--child", "--size", size, "--per-object"]),
             }
             results[size]["before"]["source"] = f"git {args.baseline_rev} (grouped memory attention)"
-    rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=C.REPO, capture_output=True, text=True).stdout
-    result = {"benchmark": "aten_ops", "tree": rev.strip(), "objects": OBJECTS,
+    result = {"benchmark": "aten_ops", "tree": rev.strip() + (" (uncommitted changes)" if dirty else ""),
+              "objects": OBJECTS,
               "births": f"object k (0..{OBJECTS - 1}) on frame {BIRTH_EVERY}k by a box", "target": "<= 700 per frame",
               "results": results}
     C.emit(result)
