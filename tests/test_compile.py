@@ -44,8 +44,8 @@ def test_compiled_equals_eager_on_cpu(tiny_models: dict[str, Path], tree_frames:
         assert compiled.model.vision_encoder._compiled_call_impl is not None
         assert eager.model.vision_encoder._compiled_call_impl is None
         shapes: list[tuple[int, ...]] = []
-        core = compiled._attention_core
-        compiled._attention_core = lambda ma, cur, pos, mem, *a: shapes.append(tuple(mem.shape)) or core(ma, cur, pos,
+        core = compiled.sam2._attention_core
+        compiled.sam2._attention_core = lambda ma, cur, pos, mem, *a: shapes.append(tuple(mem.shape)) or core(ma, cur, pos,
                                                                                                           mem, *a)
         frames = tree_frames[:7]
         ref, got = _run(eager, frames), _run(compiled, frames)
@@ -60,14 +60,14 @@ def test_compiled_equals_eager_on_cpu(tiny_models: dict[str, Path], tree_frames:
     cap = compiled.config.max_conditioning_frames
     h, w = compiled.model.backbone_feature_sizes[-1]
     splits = compiled.model.hidden_dim // compiled.model.mem_dim
-    keys = (cap + compiled.num_maskmem - 1) * h * w + (cap + compiled.max_pointers - 1) * splits
+    keys = (cap + compiled.sam2.num_maskmem - 1) * h * w + (cap + compiled.session.max_pointers - 1) * splits
     assert shapes == [(b, keys, compiled.model.mem_dim) for b in (1, 1, 2, 4, 4, 4)]
 
 
 def test_compile_flag_reaches_the_propagator_config() -> None:
     import argparse
 
-    from gsam2_video.cli import add_model_options, tracker_config
+    from gsam2_video.cli.options import add_model_options, tracker_config
 
     parser = argparse.ArgumentParser()
     add_model_options(parser)
