@@ -123,7 +123,9 @@ def child(args: argparse.Namespace) -> dict[str, Any]:
                     per_frame[t][f"{ph}_{kind}"] = mode.phase[ph, kind]
             top.update(mode.ops)
     assert len(prop.obj_ids) == OBJECTS
-    out: dict[str, Any] = {"size": args.size, "source": str(Path(gsam2_video.__file__).parent),
+    src = Path(gsam2_video.__file__).parent
+    out: dict[str, Any] = {"size": args.size,
+                           "source": "this tree" if src.parent == C.REPO else "git archive of the baseline",
                            "batch_objects": not args.per_object, "objects": OBJECTS, "windows": {}}
     for name, frames_ in WINDOWS.items():
         rows = [per_frame[t] for t in frames_]
