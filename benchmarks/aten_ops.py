@@ -83,7 +83,7 @@ def child(args: argparse.Namespace) -> dict[str, Any]:
             self.phase[self.current, "compute"] += not (func.is_view or name in METADATA_OPS)
             return func(*a, **(kw or {}))
 
-    sam = C.sam2_dir(args.size)
+    sam = Path(args.model)  # built by the parent: the model builders import this tree's package
     prop = Sam2Propagator.from_pretrained(str(sam), PropagatorConfig(model=str(sam), batch_objects=not args.per_object),
                                           device="cpu", dtype="fp32")
     calls = [0]
@@ -151,6 +151,7 @@ def main() -> None:
     p.add_argument("--size", default="tiny", help=argparse.SUPPRESS)
     p.add_argument("--src", default="", help=argparse.SUPPRESS)
     p.add_argument("--per-object", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--model", default="", help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.child:
         print(json.dumps(child(args)))
@@ -165,10 +166,11 @@ def main() -> None:
                                  capture_output=True).stdout
         subprocess.run(["tar", "-x", "-C", tmp], input=archive, check=True)
         for size in args.sizes:
+            child_args = ["--child", "--size", size, "--model", str(C.sam2_dir(size))]
             results[size] = {
-                "before": C.run_child(script, ["--child", "--size", size, "--src", tmp]),
-                "batched": C.run_child(script, ["--child", "--size", size]),
-                "per_object": C.run_child(script, ["--child", "--size", size, "--per-object"]),
+                "before": C.run_child(script, [*child_args, "--src", tmp]),
+                "batched": C.run_child(script, child_args),
+                "per_object": C.run_child(script, [*child_args, "--per-object"]),
             }
             results[size]["before"]["source"] = f"git {args.baseline_rev} (grouped memory attention)"
     result = {"benchmark": "aten_ops", "tree": rev.strip() + (" (uncommitted changes)" if dirty else ""),
