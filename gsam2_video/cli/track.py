@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError
-from ..sinks import AsyncWriter, make_sinks, prepare_output_dir, write_run_json
+from ..sinks import IMAGE_KINDS, SINK_KINDS, AsyncWriter, make_sinks, prepare_output_dir, write_run_json
 from ..types import FrameResult
 from .options import (
     SAVE_DEFAULT,
@@ -42,8 +42,9 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     t.add_argument("--prompt", required=True, help='classes to track, e.g. "person. car."')
     t.add_argument("--out", type=Path, default=None, metavar="DIR",
                    help="output folder (default runs/track/<source name>, numbered if it exists)")
-    t.add_argument("--save", default=SAVE_DEFAULT, metavar="LIST",
-                   help=f"comma list of outputs: video, masks, json, mots, mot (default {SAVE_DEFAULT}; "
+    # default None in every command (a shared flag has one default); each command fills in its own list
+    t.add_argument("--save", default=None, metavar="LIST",
+                   help=f"comma list of outputs: {', '.join(SINK_KINDS)} (default {SAVE_DEFAULT}; "
                         "'none' writes only run.json)")
     mode = t.add_mutually_exclusive_group()
     mode.add_argument("--live", dest="mode", action="store_const", const="live",
@@ -76,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
     from ..prompts import parse_prompt
     from ..sources import open_source
 
-    kinds = parse_save(args.save)
+    kinds = parse_save(args.save if args.save is not None else SAVE_DEFAULT)
     prompt = parse_prompt(args.prompt)
     config = tracker_config(args)
     display = _Display() if args.show else None
@@ -92,7 +93,7 @@ def run(args: argparse.Namespace) -> int:
         tracker = Tracker.from_pretrained(detector=args.detector, sam2=args.sam2, device=args.device,
                                           dtype=args.dtype, config=config)
         load_seconds = time.perf_counter() - t_load
-        run = tracker.track(source, prompt, keep_images=("video" in kinds or display is not None))
+        run = tracker.track(source, prompt, keep_images=(bool(IMAGE_KINDS & set(kinds)) or display is not None))
     except BaseException:
         source.close()
         if display is not None:
