@@ -23,6 +23,7 @@ from .config import (
     TrackerConfig,
 )
 from .errors import Gsam2Error
+from .live.options import add_live_options
 
 log = logging.getLogger("gsam2_video")
 
@@ -128,6 +129,7 @@ def _build_parser() -> argparse.ArgumentParser:
     t.add_argument("--show", action="store_true", help="show the annotated frames in a window (q quits)")
     t.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_model_options(t)
+    add_live_options(t)
 
     try:
         from .dataset.cli import add_dataset_parser

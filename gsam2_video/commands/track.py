@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError, OutputError
+from ..live.options import check_live_options, stream_timeouts
 from ..outcome import FAILED, RunOutcome
 from ..sinks import SINK_KINDS, AsyncWriter, make_sinks, prepare_output_dir, write_run_json
 from ..types import FrameResult
@@ -57,9 +58,10 @@ def run_track(args: argparse.Namespace) -> int:
     kinds = parse_save(args.save)
     prompt = parse_prompt(args.prompt)
     config = tracker_config(args)
+    check_live_options(args)
     display = _Display() if args.show else None
     source = open_source(args.source, decoder=args.decoder, start=args.start, stride=args.stride,
-                         max_frames=args.max_frames)
+                         max_frames=args.max_frames, **stream_timeouts(args))
     created: list[Path] = []
     try:
         info = source.info

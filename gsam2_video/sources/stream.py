@@ -80,6 +80,10 @@ class StreamSource(FrameSource):
         options = dict(av_options or {})
         if url.lower().startswith("rtsp") and "rtsp_transport" not in options:
             options["rtsp_transport"] = "tcp"  # UDP RTP loses packets on busy links; TCP is the safe default
+        if url.lower().startswith("udp") and "overrun_nonfatal" not in options:
+            # datagrams keep arriving while the models load: a full receive buffer must drop old packets,
+            # not end the connection
+            options["overrun_nonfatal"] = "1"
         self.av_options = options
         self._display = name
         self._connection: _Connection | None = self._connect()
