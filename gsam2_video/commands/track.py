@@ -19,6 +19,7 @@ from typing import Any
 
 from ..errors import ConfigError, OutputError
 from ..live.options import check_live_options, stream_timeouts
+from ..live.outputs import LiveOutputs
 from ..outcome import FAILED, RunOutcome
 from ..sinks import SINK_KINDS, AsyncWriter, make_sinks, prepare_output_dir, write_run_json
 from ..types import FrameResult
@@ -63,7 +64,9 @@ def run_track(args: argparse.Namespace) -> int:
     source = open_source(args.source, decoder=args.decoder, start=args.start, stride=args.stride,
                          max_frames=args.max_frames, **stream_timeouts(args))
     created: list[Path] = []
+    live: LiveOutputs | None = None
     try:
+        live = LiveOutputs(args)
         info = source.info
         target = args.out if args.out is not None else default_out_dir(info.name)
         created = [p for p in (target, *target.parents) if not p.exists()]  # deepest first
@@ -74,14 +77,17 @@ def run_track(args: argparse.Namespace) -> int:
         tracker = Tracker.from_pretrained(detector=args.detector, sam2=args.sam2, device=args.device,
                                           dtype=args.dtype, config=config)
         load_seconds = time.perf_counter() - t_load
-        run = tracker.track(source, prompt, keep_images=("video" in kinds or display is not None))
+        run = tracker.track(source, prompt,
+                            keep_images=("video" in kinds or display is not None or live.needs_image))
     except BaseException:
         source.close()
+        if live is not None:
+            live.close()
         if display is not None:
             display.close()
         _remove_empty(created)  # nothing was written: leave no empty run folder behind
         raise
-    sinks = make_sinks(kinds, out_dir)
+    sinks = make_sinks(kinds, out_dir) + live.sinks(source)
     writer = AsyncWriter(sinks)
     outcome = RunOutcome()
     t0 = time.perf_counter()
