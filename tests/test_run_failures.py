@@ -26,7 +26,7 @@ from PIL import Image
 from pycocotools import mask as mask_utils
 
 from gsam2_video.cli import main
-from gsam2_video.errors import SourceError
+from gsam2_video.errors import OutputError, SourceError
 from gsam2_video.sinks.video import VideoSink
 from gsam2_video.sources.video import VideoFileSource
 
@@ -205,3 +205,65 @@ def test_file_size_limit_keeps_the_outputs_that_fit(tmp_path, tiny_models, video
         assert run["_counts"]["json"] in (done, done + 1)
     else:
         assert str(out / "tracks.json") in run["failure"]["outputs_lost"]
+
+
+# -- AsyncWriter.finish on its own (no models) ------------------------------------------------------------
+class _Recorder:
+    """A sink that records frames; fails on ``fail_on`` (write) or at close when ``close_fails``."""
+
+    def __init__(self, kind: str, fail_on: int | None = None, close_fails: bool = False) -> None:
+        from gsam2_video.sinks import Sink
+
+        outer = self
+
+        class _S(Sink):
+            needs_image = False
+
+            @property
+            def outputs(self) -> list[str]:
+                return [f"<{kind}>"]
+
+            def open(self, info: Any, categories: list[str]) -> None:
+                outer.events.append("open")
+
+            def write(self, result: Any) -> None:
+                if result.frame_index == fail_on:
+                    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+                outer.frames.append(result.frame_index)
+
+            def close(self) -> None:
+                if close_fails:
+                    raise OSError(errno.EFBIG, os.strerror(errno.EFBIG))
+                outer.events.append("close")
+
+            def abort(self) -> None:
+                outer.events.append("abort")
+
+        _S.kind = kind
+        self.sink = _S()
+        self.frames: list[int] = []
+        self.events: list[str] = []
+
+
+def test_finish_keeps_every_output_that_can_close() -> None:
+    from test_sinks_data import scripted_results, video_info
+
+    from gsam2_video.sinks import AsyncWriter
+
+    first, failing, last, broken = (_Recorder("first"), _Recorder("failing", fail_on=3), _Recorder("last"),
+                                    _Recorder("broken", close_fails=True))
+    writer = AsyncWriter([r.sink for r in (first, failing, last, broken)], max_queue=2)
+    writer.open(video_info(), ["a", "b", "c"])
+    try:
+        for result in scripted_results():
+            writer.write(result)
+    except OutputError:
+        pass  # write() fails fast once the worker has met the error; it may also meet it after the last write
+    lost = writer.finish()
+    assert isinstance(writer.error, OutputError) and "No space left on device" in str(writer.error)
+    assert writer.frames_written == 3
+    assert first.frames == [0, 1, 2, 3] and failing.frames == [0, 1, 2] and last.frames == [0, 1, 2]
+    assert first.events == failing.events == last.events == ["open", "close"]  # closed, not aborted
+    assert broken.events == ["open", "abort"]
+    assert list(lost) == ["<broken>"] and "File too large" in lost["<broken>"]
+    assert writer.finish() == {}  # once closed, nothing more to do
