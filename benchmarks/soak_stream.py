@@ -37,7 +37,7 @@ from typing import Any
 from _common import REPO, VIDEOS, detector_dir, emit, sam2_dir
 
 sys.path.insert(0, str(REPO / "tests"))
-from stream_media import encode_ts, start_udp_streamer  # noqa: E402 - the tests' streamer, on purpose
+from stream_media import encode_ts, start_udp_streamer
 
 CLIP_SECONDS = 4.0  # carphone_pristine.mp4: 120 frames at 30 fps
 

@@ -150,7 +150,7 @@ def test_stream_out_goes_at_the_source_pace_and_keeps_its_timing() -> None:
         while True:
             try:
                 data += rx.recv(65536)
-            except socket.timeout:
+            except TimeoutError:
                 break
     finally:
         rx.close()

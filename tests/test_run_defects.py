@@ -104,9 +104,9 @@ def http_ts(videos_dir: Path) -> Iterator[str]:
 
 
 def test_live_stream_stopped_by_its_consumer_does_not_reconnect(http_ts, caplog) -> None:
-    with caplog.at_level(logging.INFO, logger="gsam2_video"):
-        with open_source(http_ts, live=True, max_frames=5, open_timeout=5.0, read_timeout=5.0) as src:
-            n = sum(1 for _ in src)
+    with caplog.at_level(logging.INFO, logger="gsam2_video"), \
+            open_source(http_ts, live=True, max_frames=5, open_timeout=5.0, read_timeout=5.0) as src:
+        n = sum(1 for _ in src)
     assert n == 5
     assert src.stats["reconnects"] == 0 and src.stats["stream_lost"] == 0
     assert not [r for r in caplog.records if "reconnect" in r.getMessage()]

@@ -115,7 +115,7 @@ def run_track(args: argparse.Namespace) -> int:
         outcome.interrupt()
         _keep_held(run, record, writer)
         log.warning("interrupted: closing outputs for the %d frames done", run.stats.frames_emitted)
-    except Exception as exc:  # noqa: BLE001 - any failure keeps the finished frames; reported below
+    except Exception as exc:
         outcome.fail(exc, output_failed=writer.error is not None)
         log.debug("run failed", exc_info=True)
         _keep_held(run, record, writer)

@@ -116,7 +116,8 @@ class PreviewServer:
                 try:
                     while True:
                         with shared.cond:
-                            shared.cond.wait_for(lambda: shared.closed or shared.seq != seen, CLIENT_WAIT_S)
+                            shared.cond.wait_for(lambda last=seen: shared.closed or shared.seq != last,
+                                                 CLIENT_WAIT_S)
                             if shared.closed:
                                 return
                             if shared.seq == seen or shared.jpeg is None:
