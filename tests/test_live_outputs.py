@@ -248,3 +248,19 @@ def test_jsonl_into_a_missing_folder_is_one_line_before_torch(tmp_path, videos_d
     rc, err, heavy = _cli_without_models("track", str(videos_dir / "tree.avi"), "--prompt", "tree.",
                                          "--jsonl", str(tmp_path / "nope" / "x.jsonl"))
     assert rc == 2 and heavy == [] and "does not exist" in err
+
+
+def test_preview_is_quiet_when_a_browser_goes_away(capsys) -> None:
+    """A client hanging up mid-response (a closed tab) must not print a traceback into the run's stderr."""
+    from gsam2_video.live.preview import PreviewServer
+
+    server = PreviewServer("127.0.0.1", 0)
+    try:
+        assert server.address[0] == "127.0.0.1"
+        try:
+            raise BrokenPipeError(32, "Broken pipe")
+        except BrokenPipeError:
+            server._server.handle_error(None, ("127.0.0.1", 1))
+    finally:
+        server.close()
+    assert capsys.readouterr().err == ""

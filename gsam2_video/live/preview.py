@@ -14,6 +14,8 @@ thread until the run's outputs close.
 from __future__ import annotations
 
 import json
+import logging
+import sys
 import threading
 import time
 from collections import deque
@@ -25,6 +27,8 @@ from ..errors import ConfigError
 from ..sinks.base import FrameView, Sink
 from ..types import VideoInfo
 from .annotated import annotated_frame
+
+log = logging.getLogger("gsam2_video")
 
 BOUNDARY = "gsam2frame"
 JPEG_QUALITY = 80
@@ -70,6 +74,17 @@ class _Shared:
         self.clients = 0
         self.closed = False
         self.stats: dict[str, Any] = {"src": "", "fps": 0.0, "frame": None, "dropped": 0, "objects": []}
+
+
+class _QuietServer(ThreadingHTTPServer):
+    """An HTTP server that never prints a traceback on the run's stderr when a browser goes away."""
+
+    daemon_threads = True
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        exc = sys.exc_info()[1]
+        if not isinstance(exc, OSError):  # a client disconnecting is normal; anything else is worth a line
+            log.warning("preview: request from %s failed: %s", client_address[0], exc)
 
 
 class PreviewServer:
@@ -133,10 +148,9 @@ class PreviewServer:
                         shared.clients -= 1
 
         try:
-            self._server = ThreadingHTTPServer((host, port), Handler)
+            self._server = _QuietServer((host, port), Handler)
         except OSError as err:
             raise ConfigError(f"--preview {port}: cannot listen on {host}:{port}: {err.strerror or err}") from None
-        self._server.daemon_threads = True
         self._thread: threading.Thread | None = None
 
     @property
