@@ -138,7 +138,7 @@ def run_track(args: argparse.Namespace) -> int:
         "settings": run.config.to_json(),  # the effective settings: model truth, resolved precision
         "mode": "live" if run.live else "offline",
         "outputs": [p for s in sinks for p in s.outputs if p not in outcome.lost_outputs],
-        "frames": {"read": stats["frames_read"], "written": writer.frames_written,
+        "frames": {"requested": info.frame_count, "read": stats["frames_read"], "written": writer.frames_written,
                    "dropped": int(src_stats.get("frames_dropped", 0))},
         "tracks": {"total": len(ids_seen), "max_simultaneous": max_live},
         "stats": stats,
