@@ -103,7 +103,7 @@ def main() -> None:
     cmd = [sys.executable, "-m", "gsam2_video", "track", f"udp://127.0.0.1:{port}", "--prompt", "person.",
            "--out", str(out), "--live", "--save", "video,masks,json", "--jsonl", "-", "--stream-timeout",
            str(args.stream_timeout), "--detector", str(detector_dir("tiny")), "--sam2", str(sam2_dir("tiny")),
-           "--device", "cpu", "--box-threshold", "0.05", "--text-threshold", "0.05", "--max-objects", "4",
+           "--device", "cpu", "--box-threshold", "0.05", "--text-threshold", "0.05", "--max-live-objects", "4",
            "--no-progress"]
     streamer = start_udp_streamer(ts_file, port, loop_seconds, args.max_seconds + 60)
     stderr_file = (work / "stderr.txt").open("w")

@@ -14,8 +14,16 @@ from .errors import ConfigError
 DEFAULT_DETECTOR = "IDEA-Research/grounding-dino-tiny"
 DEFAULT_SAM2 = "facebook/sam2.1-hiera-tiny"
 
-Device = Literal["auto", "cpu", "cuda"]
+Device = str  # "auto", "cpu", "cuda" or "cuda:N"
 DType = Literal["auto", "fp32", "bf16", "fp16"]
+
+
+def valid_device(device: str) -> bool:
+    """auto, cpu, cuda or cuda:N (N a non-negative integer)."""
+    if device in ("auto", "cpu", "cuda"):
+        return True
+    head, _, index = device.partition(":")
+    return head == "cuda" and index.isdigit()
 
 
 def _check(cond: bool, msg: str) -> None:
@@ -118,10 +126,11 @@ class TrackerConfig:
     keyframes: KeyframeConfig = field(default_factory=KeyframeConfig)
     device: Device = "auto"
     dtype: DType = "auto"  # bf16 where the hardware has it, else fp32 (models.loading.resolve_dtype)
+    tf32: bool = True  # fp32 matmuls/convolutions on CUDA Ampere+ use TF32; False = strict fp32 (parity)
     mode: Literal["auto", "live", "offline"] = "auto"
 
     def validate(self) -> None:
-        _check(self.device in ("auto", "cpu", "cuda"), f"device must be auto, cpu or cuda, got {self.device!r}")
+        _check(valid_device(self.device), f"device must be auto, cpu, cuda or cuda:N, got {self.device!r}")
         _check(self.dtype in ("auto", "fp32", "bf16", "fp16"),
                f"dtype must be auto, fp32, bf16 or fp16, got {self.dtype!r}")
         _check(self.mode in ("auto", "live", "offline"), f"mode must be auto, live or offline, got {self.mode!r}")

@@ -31,7 +31,7 @@ ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "PYTHON
 def cli(models: dict[str, Path], *args: str) -> list[str]:
     return [sys.executable, "-m", "gsam2_video", "track", *args, "--detector", str(models["detector"]),
             "--sam2", str(models["sam2"]), "--device", "cpu", "--box-threshold", "0.05", "--text-threshold",
-            "0.05", "--max-objects", "4", "--no-progress"]
+            "0.05", "--max-live-objects", "4", "--no-progress"]
 
 
 def _free_port(kind: int = socket.SOCK_STREAM) -> int:

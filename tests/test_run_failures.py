@@ -37,7 +37,7 @@ MAX_FRAMES = 12
 
 def model_args(models: dict[str, Path]) -> list[str]:
     return ["--detector", str(models["detector"]), "--sam2", str(models["sam2"]), "--device", "cpu",
-            "--box-threshold", "0.05", "--text-threshold", "0.05", "--max-objects", "4", "--detect-every", "4",
+            "--box-threshold", "0.05", "--text-threshold", "0.05", "--max-live-objects", "4", "--detect-every", "4",
             "--no-progress"]
 
 

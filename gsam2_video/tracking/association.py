@@ -146,10 +146,12 @@ def associate(
     inter = np.zeros((t, d), np.float64)
     tpk: np.ndarray | None = None  # bit-packed masks, when the sparse path made them
     dpk: np.ndarray | None = None
+    # masks on a GPU are compared there (mask IoU kernel), never read back; on the CPU dense or bit-packed
+    dense = _use_dense(dmask, tb, db, ti, di, t, d, wh * ww)
     if len(ti):
-        if _use_dense(tmask, tb, db, ti, di, t, d, wh * ww):
-            iou_full = mask_iou_matrix(tmask, dmask).cpu().double().numpy()
-            cov_full = mask_coverage_matrix(dmask, tmask).cpu().double().numpy()  # D x T
+        if dense:
+            iou_full = mask_iou_matrix(tmask, dmask).double().cpu().numpy()
+            cov_full = mask_coverage_matrix(dmask, tmask).double().cpu().numpy()  # D x T
             iou = np.where(cand, iou_full, 0.0).astype(np.float32)
             coverage = np.where(cand.T, cov_full, 0.0).astype(np.float32)
         else:
@@ -210,8 +212,17 @@ def associate(
     result.covered_tracks = [ids[i] for i in _covered_tracks(tmask, tpk, tb, tcls, matched_t, config)]
 
     if len(fresh) > 1:
-        kept, dups = _dedupe_new(fresh, dpk if dpk is not None else _pack(_as_numpy(dmask), db), db, dcls,
-                                 dscore, config)
+        if dense:
+            def overlaps(sel: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+                m = dmask[torch.as_tensor(sel, device=dmask.device)]
+                iou_m, cov_m = mask_iou_matrix(m, m), mask_coverage_matrix(m, m)
+                return iou_m.double().cpu().numpy(), cov_m.double().cpu().numpy()
+        else:
+            packed = dpk if dpk is not None else _pack(_as_numpy(dmask), db)
+
+            def overlaps(sel: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+                return _packed_overlaps(packed[sel], db[sel])
+        kept, dups = _dedupe_new(fresh, overlaps, db, dcls, dscore, config)
         fresh = kept
         result.duplicates = sorted(result.duplicates + dups)
     elif dscore is not None:
@@ -271,7 +282,7 @@ def _covered_tracks(tmask: torch.Tensor, tpk: np.ndarray | None, tb: np.ndarray,
     else:
         sel_u = torch.as_tensor(unmatched[rows], device=tmask.device)
         sel_m = torch.as_tensor(matched, device=tmask.device)
-        cov = mask_coverage_matrix(tmask[sel_u], tmask[sel_m]).cpu().double().numpy()
+        cov = mask_coverage_matrix(tmask[sel_u], tmask[sel_m]).double().cpu().numpy()
         cov = np.where(cand[rows], cov, 0.0)
     return [int(i) for i in unmatched[rows][cov.max(axis=1) >= config.duplicate_coverage]]
 
@@ -319,10 +330,12 @@ def _box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.where(union > 0, inter / np.maximum(union, 1e-9), 0.0)
 
 
-def _dedupe_new(fresh: list[int], dpk: np.ndarray, db: np.ndarray, dcls: np.ndarray,
+def _dedupe_new(fresh: list[int], overlaps: Any, db: np.ndarray, dcls: np.ndarray,
                 dscore: np.ndarray | None, config: AssociationConfig) -> tuple[list[int], list[int]]:
     """Greedy by score: a new detection overlapping an accepted one (IoU >= threshold, or mostly inside it)
-    is a duplicate. Returns (kept in acceptance order, duplicates)."""
+    is a duplicate. ``overlaps(sel)`` gives the selected detections' IoU and row-inside-column coverage
+    matrices (from bit-packed host masks, or the mask ops on the device). Returns (kept in acceptance
+    order, duplicates)."""
     order = sorted(fresh, key=lambda j: ((-dscore[j]) if dscore is not None else 0.0, j))
     sel = np.asarray(order)
     boxes = db[sel]
@@ -332,16 +345,9 @@ def _dedupe_new(fresh: list[int], dpk: np.ndarray, db: np.ndarray, dcls: np.ndar
     np.fill_diagonal(cand, False)
     if not cand.any():
         return order, []
-    packed = dpk[sel]
-    ai, bi = np.nonzero(np.triu(cand))
+    iou, cov = overlaps(sel)
+    iou, cov = np.where(cand, iou, 0.0), np.where(cand, cov, 0.0)
     n = len(sel)
-    inter = np.zeros((n, n), np.float64)
-    inter[ai, bi] = _pair_intersections(packed, packed, ai, bi, boxes, boxes)
-    inter = np.maximum(inter, inter.T)
-    area = _areas(packed)
-    union = area[:, None] + area[None, :] - inter
-    iou = np.where(union > 0, inter / np.maximum(union, 1), 0.0)
-    cov = np.where(area[:, None] > 0, inter / np.maximum(area[:, None], 1), 0.0)  # row inside column
     kept: list[int] = []
     dups: list[int] = []
     for a in range(n):
@@ -350,6 +356,22 @@ def _dedupe_new(fresh: list[int], dpk: np.ndarray, db: np.ndarray, dcls: np.ndar
         else:
             kept.append(a)
     return [int(sel[k]) for k in kept], dups
+
+
+def _packed_overlaps(packed: np.ndarray, boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """IoU and row-inside-column coverage among bit-packed masks (pairs whose boxes overlap; others 0)."""
+    cand = _box_overlap(boxes, boxes)
+    np.fill_diagonal(cand, False)
+    ai, bi = np.nonzero(np.triu(cand))
+    n = len(packed)
+    inter = np.zeros((n, n), np.float64)
+    inter[ai, bi] = _pair_intersections(packed, packed, ai, bi, boxes, boxes)
+    inter = np.maximum(inter, inter.T)
+    area = _areas(packed)
+    union = area[:, None] + area[None, :] - inter
+    iou = np.where(union > 0, inter / np.maximum(union, 1), 0.0)
+    cov = np.where(area[:, None] > 0, inter / np.maximum(area[:, None], 1), 0.0)  # row inside column
+    return iou, cov
 
 
 def _vector(name: str, values: Any, n: int, dtype: type) -> np.ndarray:
@@ -411,10 +433,12 @@ def _box_overlap(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return (x1 > x0) & (y1 > y0)
 
 
-def _use_dense(tmask: torch.Tensor, tb: np.ndarray, db: np.ndarray, ti: np.ndarray, di: np.ndarray,
+def _use_dense(masks: torch.Tensor, tb: np.ndarray, db: np.ndarray, ti: np.ndarray, di: np.ndarray,
                t: int, d: int, pixels: int) -> bool:
-    if tmask.device.type != "cpu":
+    if masks.device.type != "cpu":
         return True
+    if not len(ti):
+        return False
     w = np.minimum(tb[ti, 2], db[di, 2]) - np.maximum(tb[ti, 0], db[di, 0])
     h = np.minimum(tb[ti, 3], db[di, 3]) - np.maximum(tb[ti, 1], db[di, 1])
     words = float((h * (w // _WORD + 2)).sum())

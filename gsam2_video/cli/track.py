@@ -18,25 +18,51 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError, OutputError
-from ..live.options import check_live_options, stream_timeouts
+from ..live.options import add_live_options, check_live_options, stream_timeouts
 from ..live.outputs import LiveOutputs
 from ..outcome import FAILED, RunOutcome
-from ..sinks import SINK_KINDS, AsyncWriter, make_sinks, prepare_output_dir, write_run_json
+from ..sinks import AsyncWriter, make_sinks, prepare_output_dir, write_run_json
 from ..types import FrameResult
+from .options import (
+    SAVE_DEFAULT,
+    add_decoding_options,
+    add_deprecated_alias,
+    add_model_options,
+    add_progress_option,
+    int_at_least,
+    parse_save,
+    tracker_config,
+)
 
 log = logging.getLogger("gsam2_video")
 
 
-def parse_save(text: str) -> list[str]:
-    """``--save`` value -> sink kinds; 'none' -> []."""
-    kinds = [k.strip().lower() for k in text.split(",") if k.strip()]
-    if kinds == ["none"]:
-        return []
-    unknown = [k for k in kinds if k not in SINK_KINDS]
-    if unknown or not kinds:
-        raise ConfigError(f"--save: unknown output {', '.join(unknown) or repr(text)}; "
-                          f"choose from {', '.join(SINK_KINDS)} or none")
-    return list(dict.fromkeys(kinds))
+def add_parser(subparsers: Any) -> argparse.ArgumentParser:
+    """Register ``track`` on the top-level CLI's subparsers."""
+    t = subparsers.add_parser("track", help="track objects in one video, folder of frames, camera or stream",
+                              description="Track the objects a prompt names through one source and write the "
+                                          "annotated video, per-frame masks and tracks in standard formats.")
+    t.add_argument("source", help="video file, image folder, glob, camera index (0) or stream URL "
+                                  "(rtsp/rtmp/http(s)/udp/tcp)")
+    t.add_argument("--prompt", required=True, help='classes to track, e.g. "person. car."')
+    t.add_argument("--out", type=Path, default=None, metavar="DIR",
+                   help="output folder (default runs/track/<source name>, numbered if it exists)")
+    t.add_argument("--save", default=SAVE_DEFAULT, metavar="LIST",
+                   help=f"comma list of outputs: video, masks, json, mots, mot (default {SAVE_DEFAULT}; "
+                        "'none' writes only run.json)")
+    mode = t.add_mutually_exclusive_group()
+    mode.add_argument("--live", dest="mode", action="store_const", const="live",
+                      help="no lag, no back-fill (default for cameras and streams)")
+    mode.add_argument("--offline", dest="mode", action="store_const", const="offline",
+                      help="results lag up to K frames so new tracks are back-filled (default for files)")
+    t.add_argument("--show", action="store_true", help="show the annotated frames in a window (q quits)")
+    add_progress_option(t)
+    add_decoding_options(t)
+    add_model_options(t)
+    # track's --max-objects was always the live cap: it keeps working under its explicit name
+    add_deprecated_alias(t, "--max-objects", "max_live_objects", "--max-live-objects", int_at_least(1))
+    add_live_options(t)
+    return t
 
 
 def default_out_dir(source_name: str, root: Path = Path("runs/track")) -> Path:
@@ -50,8 +76,8 @@ def default_out_dir(source_name: str, root: Path = Path("runs/track")) -> Path:
     return root / f"{base.name}{n}"
 
 
-def run_track(args: argparse.Namespace) -> int:
-    from ..cli import tracker_config
+def run(args: argparse.Namespace) -> int:
+    """Run ``track``; returns the exit code (0; 130 after Ctrl-C; 2 or 1 after a failure, outputs kept)."""
     from ..prompts import parse_prompt
     from ..sources import open_source
 
