@@ -25,13 +25,14 @@ from .config import DEFAULT_DETECTOR, DEFAULT_SAM2, DetectorConfig, PropagatorCo
 from .errors import ConfigError
 from .models.loading import precision_name, resolve_device, set_tf32
 from .prompts import Prompt, parse_prompt
-from .protocols import FrameDetector, SegmentationModel, SegmentationSession, TunableDetector
-from .tracking.association import associate
+from .protocols import Detector, SegmentationModel, SegmentationSession, TunableDetector
 from .tracking.backfill import BackfillBuffer, PendingFrame
 from .tracking.keyframes import KeyframePolicy
 from .tracking.lifecycle import TrackRegistry
+from .tracking.two_stage import associate_two_stage, split_scores
 from .transfer import to_host
 from .types import Frame, FrameResult, VideoInfo
+from .upload import frames_on_device
 
 log = logging.getLogger("gsam2_video")
 
@@ -91,9 +92,15 @@ class TrackingRun:
         self.info: VideoInfo = source.info
         self.live = config.mode == "live" or (config.mode == "auto" and self.info.is_live)
         detector = tracker.detector
-        if isinstance(detector, TunableDetector) and detector.config != config.detector:
-            detector = detector.with_thresholds(config.detector)
-        self.detector: FrameDetector = detector
+        # two-stage matching: the detector runs at the low threshold; detections between it and the box
+        # threshold only keep visible tracks alive (tracking/two_stage.py)
+        det_config = config.detector
+        low = config.association.low_score_threshold
+        if low is not None and low < det_config.box_threshold:
+            det_config = replace(det_config, box_threshold=low)
+        if isinstance(detector, TunableDetector) and detector.config != det_config:
+            detector = detector.with_thresholds(det_config)
+        self.detector: Detector = detector
         self.sam2: SegmentationModel = tracker.propagator
         self.session: SegmentationSession | None = None  # this run's own; created at the first frame
         self.stats = RunStats()
@@ -134,17 +141,18 @@ class TrackingRun:
     def _run(self) -> Iterator[FrameResult]:
         cfg = self.config
         policy = KeyframePolicy(cfg.keyframes)
-        registry = TrackRegistry(cfg.association)
+        registry = TrackRegistry(cfg.association, fps=self.info.fps)  # [issue 14] fps sizes max_lost_frames
         buffer = BackfillBuffer(0 if self.live else cfg.keyframes.detect_every)
         self._held = (buffer, registry)
         stats = self.stats
         with self.source:
-            frames = iter(self.source)
+            frames = frames_on_device(iter(self.source), self.sam2.device)
             while True:
                 with _Timer(stats, "decode_wait"):
-                    frame = next(frames, None)
-                if frame is None:
+                    item = next(frames, None)
+                if item is None:
                     break
+                frame, on_device = item
                 stats.frames_read += 1
                 if self.session is None:
                     # the length (when known) fixes SAM 2's object-pointer position scale as Meta's predictor
@@ -154,12 +162,13 @@ class TrackingRun:
                                                          num_frames=n if n is not None and n >= 2 else None)
                 session = self.session
                 with _Timer(stats, "encode"):
-                    feats = session.encode(frame.image, frame.index)
+                    feats = session.encode(frame.image if on_device is None else on_device, frame.index)
                 with _Timer(stats, "propagate"):
                     tracked = session.propagate(feats)
                     # read 1 of 2 on the device: the object scores decide score-triggered keyframes
                     scores = dict(zip(tracked.obj_ids, tracked.object_scores.tolist()))
-                is_key, reason = policy.is_keyframe(frame.image, scores)
+                # only confirmed tracks can trigger a keyframe
+                is_key, reason = policy.is_keyframe(frame.image, registry.trigger_scores(scores))
                 born: list[tuple[int, torch.Tensor]] = []
                 if is_key:
                     stats.keyframes += 1
@@ -184,7 +193,8 @@ class TrackingRun:
 
     def _keyframe(self, frame: Frame, feats: Any, tracked: Any, scores: dict[int, float],
                   registry: TrackRegistry) -> list[tuple[int, torch.Tensor]]:
-        """Detect, associate and apply the lifecycle update; returns (track id, mask) of tracks born here.
+        """Detect, associate and apply the lifecycle update; returns (track id, mask) of the tracks born here
+        confirmed (the ones to back-fill).
 
         Masks stay on the model's device: association compares them there (the mask IoU kernel on CUDA)
         and prompts go back to SAM 2 without a host round trip; only boxes and the IoU matrices (small)
@@ -192,10 +202,11 @@ class TrackingRun:
         """
         det, session, stats = self.detector, self.session, self.stats
         threshold = self.sam2.mask_threshold
+        high = self.config.detector.box_threshold
         assert session is not None
         with _Timer(stats, "detect"):
             dets = det.detect(frame.image, self.prompt, frame_index=frame.index)
-        stats.detections += len(dets)
+        stats.detections += len(split_scores(dets.scores, high, self.config.association)[0])
         det_masks = torch.zeros((0, frame.height, frame.width), dtype=torch.bool, device=self.sam2.device)
         if len(dets):
             with _Timer(stats, "segment_boxes"):
@@ -205,11 +216,13 @@ class TrackingRun:
         with _Timer(stats, "associate"):
             track_ids = [int(t) for t in tracked.obj_ids]
             track_masks = video_masks(tracked.low_res, frame.height, frame.width, threshold)
-            result = associate(
+            # two-stage matching; lost tracks re-identified by last box or constant-velocity prediction
+            result = associate_two_stage(
                 track_ids, track_masks, masks_to_boxes(track_masks).cpu().numpy(),
                 np.array([registry.tracks[t].class_id for t in track_ids], dtype=np.int64),
-                det_masks, masks_to_boxes(det_masks).cpu().numpy(), dets.class_ids, self.config.association,
-                det_scores=dets.scores, lost_boxes=registry.lost_boxes(track_ids))
+                det_masks, masks_to_boxes(det_masks).cpu().numpy(), dets.class_ids, dets.scores,
+                self.config.association, high_score=high, lost_boxes=registry.lost_boxes(track_ids),
+                predicted_boxes=registry.predicted_boxes(track_ids, frame.index))
             visible = {t: scores.get(t, -1.0) > 0 for t in track_ids}
             update = registry.on_keyframe(result, dets.scores, dets.class_ids, dets.labels, visible,
                                           tracked.frame_idx)
@@ -221,7 +234,8 @@ class TrackingRun:
                 session.refresh(tid, feats, det_masks[di])
             for tid, di in update.created:
                 session.add_object(tid, feats, mask=det_masks[di])
-                born.append((tid, det_masks[di]))
+                if registry.is_confirmed(tid):  # back-fill only confirmed tracks
+                    born.append((tid, det_masks[di]))
         stats.tracks_created += len(update.created)
         stats.tracks_removed += len(update.removed)
         return born
@@ -246,16 +260,22 @@ class TrackingRun:
     def _emit(self, p: PendingFrame, registry: TrackRegistry) -> FrameResult:
         with _Timer(self.stats, "emit"):
             host = p.host
-            # tracks with pixels, by id; ids whose pixels all went to others drop out
+            # tracks with pixels, by id; ids whose pixels all went to others drop out; tentative (not yet
+            # confirmed) and discarded tracks are never shown: their pixels become background
             order = sorted(range(len(host.obj_ids)), key=lambda k: host.obj_ids[k])
-            rows = [k for k in order if host.areas[k] > 0]
+            shown = [k for k in order if registry.emittable(host.obj_ids[k])]
+            hidden = [host.obj_ids[k] for k in order if host.areas[k] > 0 and not registry.emittable(host.obj_ids[k])]
+            labels = host.labels
+            if hidden:
+                labels = np.where(np.isin(labels, hidden), 0, labels).astype(labels.dtype)
+            rows = [k for k in shown if host.areas[k] > 0]
             id_list = [host.obj_ids[k] for k in rows]
             # live tracks report their current (voted) class; retired ones what they had at commit
             meta = [_snapshot(registry, t) if t in registry else p.scores[t] for t in id_list]
             class_ids = [m[0] for m in meta]
             result = FrameResult(
                 frame_index=p.index, timestamp=p.timestamp, height=int(host.labels.shape[0]),
-                width=int(host.labels.shape[1]), track_ids=np.array(id_list, np.int64), labels=host.labels,
+                width=int(host.labels.shape[1]), track_ids=np.array(id_list, np.int64), labels=labels,
                 boxes=host.boxes[rows], areas=host.areas[rows], scores=np.array([m[1] for m in meta], np.float32),
                 class_ids=np.array(class_ids, np.int64),
                 class_names=[self.prompt.classes[c] for c in class_ids], image=p.image,
@@ -273,9 +293,9 @@ def _snapshot(registry: TrackRegistry, track_id: int) -> tuple[int, float]:
 class Tracker:
     """Grounding DINO + SAM 2 tracker. Build once (models load once), then ``track`` any number of sources."""
 
-    def __init__(self, detector: FrameDetector, propagator: SegmentationModel,
+    def __init__(self, detector: Detector, propagator: SegmentationModel,
                  config: TrackerConfig | None = None) -> None:
-        if not isinstance(detector, FrameDetector):
+        if not isinstance(detector, Detector):
             raise ConfigError(f"detector {type(detector).__name__} has no detect(image, prompt, frame_index)")
         if not isinstance(propagator, SegmentationModel):
             raise ConfigError(f"propagator {type(propagator).__name__} is not a segmentation model "

@@ -20,19 +20,30 @@ from .types import Detections
 
 
 @runtime_checkable
-class FrameDetector(Protocol):
-    """Finds the prompt's objects on one frame (called on keyframes only)."""
+class Detector(Protocol):
+    """Finds the prompt's objects in one frame. Called by the pipeline on keyframes only.
 
-    def detect(self, image: np.ndarray, prompt: Prompt, frame_index: int) -> Detections:
-        """Boxes in pixel coordinates of ``image`` (H x W x 3 RGB uint8); class ids index ``prompt.classes``.
+    Contract:
 
-        ``frame_index`` is the source's frame number, for detectors that replay annotations or cache.
-        """
-        ...
+    * ``image`` is the frame, RGB uint8, H x W x 3, C-contiguous; do not keep a reference to it.
+    * ``prompt.classes`` are the class names in prompt order; ``Detections.class_ids`` index them and
+      ``Detections.labels`` (optional) name them.
+    * ``frame_index`` is the source's frame number (after ``start``, before ``stride``), so a detector that
+      replays stored boxes (ground truth, a cache, an external service keyed by frame) knows which to return.
+    * boxes are xyxy pixels of this frame; scores are in [0, 1]. Detections scoring above the run's box
+      threshold (``--box-threshold``) may start tracks; those between the low threshold
+      (``low_score_threshold``) and the box threshold only keep visible tracks alive; lower ones are
+      ignored. A detector with no notion of confidence should return 1.0.
+    * optional (:class:`TunableDetector`): a ``config`` (:class:`~gsam2_video.config.DetectorConfig`) and
+      ``with_thresholds(config)``; with them the pipeline runs the detector at the low threshold and applies
+      per-run threshold overrides. Without them the detector's own threshold decides what it returns.
+    """
+
+    def detect(self, image: np.ndarray, prompt: Prompt, frame_index: int) -> Detections: ...
 
 
 @runtime_checkable
-class TunableDetector(FrameDetector, Protocol):
+class TunableDetector(Detector, Protocol):
     """A detector whose thresholds a single run may override without reloading the model."""
 
     config: DetectorConfig

@@ -24,7 +24,7 @@ from gsam2_video.cli.options import DEPRECATIONS, tracker_config
 REPO = Path(__file__).resolve().parents[1]
 CLI_DIR = REPO / "gsam2_video" / "cli"
 # options whose wording is command-specific although the meaning is the same (checked: same dest and type)
-WORDED_PER_COMMAND = {"--out", "--prompt", "-h", "--help"}
+WORDED_PER_COMMAND = {"--out", "--prompt", "--save", "-h", "--help"}  # --save: each command lists its outputs
 
 
 def command_parsers() -> dict[str, argparse.ArgumentParser]:

@@ -28,6 +28,6 @@ def test_no_test_only_model_builders_in_the_package() -> None:
 
 
 def test_size_check_lives_in_production_code() -> None:
-    from gsam2_video.models import propagator, sam2_checks
+    from gsam2_video.models import sam2_checks, sam2_model
 
-    assert propagator.sam2_size_problems is sam2_checks.sam2_size_problems
+    assert sam2_model.sam2_size_problems is sam2_checks.sam2_size_problems

@@ -6,7 +6,7 @@ share are defined once in :mod:`.options`. This module only builds the parser fr
 configures logging and turns errors a user can fix into one line. The command modules never import this
 module (only :mod:`.options`), so each imports alone and there is no cycle.
 
-Adding a command (``eval`` plugs in here): write ``gsam2_video/cli/<name>.py`` with ``add_parser`` and
+Adding a command: write ``gsam2_video/cli/<name>.py`` with ``add_parser`` and
 ``run`` as above, then add ``"<name>"`` to :data:`COMMANDS`.
 
 Errors a user can fix (bad source, bad option, missing weights) print one line and exit 2; Ctrl-C
@@ -28,7 +28,7 @@ from .options import DEPRECATIONS
 log = logging.getLogger("gsam2_video")
 
 # command modules of this package, in the order ``--help`` lists them
-COMMANDS: tuple[str, ...] = ("track", "dataset")
+COMMANDS: tuple[str, ...] = ("track", "dataset", "eval")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from ..dataset.exports import SAVE_DEFAULT, parse_dataset_save
 from ..dataset.filters import Filters
 from ..dataset.inputs import JobDefaults, SourceOptions, collect_jobs
 from ..dataset.layout import DatasetLayout
@@ -43,6 +44,7 @@ layout of DIR:
   instances.json                 YouTube-VIS annotations (COCO RLE) for the whole set
   runs/<video>/{objects,run}.json  per-video record and run report
   failures.jsonl                 videos that failed in the latest run
+  yolo/ coco.json cvat/          --save yolo,coco,cvat: YOLO segmentation (split by video), COCO, CVAT XML
 Re-running the same command skips finished videos and redoes partial ones.
 
 many machines:
@@ -69,12 +71,16 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
                    help="video files, folders of videos (or of frames), globs")
     p.add_argument("--out", type=Path, default=None, metavar="DIR", help="dataset folder (required)")
     p.add_argument("--merge", type=Path, default=None, metavar="DIR",
-                   help="after shard runs: build meta.json, instances.json and failures.jsonl of DIR from its "
-                        "finished videos (no inputs, no models)")
+                   help="after shard runs: build meta.json, instances.json, failures.jsonl and the --save exports "
+                        "of DIR from its finished videos (no inputs, no models)")
     p.add_argument("--prompt", default=None, help='classes to label, e.g. "person. car." '
                                                   "(default for manifest rows without one)")
     p.add_argument("--manifest", type=Path, default=None, metavar="FILE",
                    help="JSONL or CSV with per-video source, prompt and setting overrides")
+    p.add_argument("--save", default=None, metavar="LIST",  # None: SAVE_DEFAULT (see track's --save)
+                   help=f"comma list of outputs: masks and json (Annotations/, meta.json, instances.json; always "
+                        f"written) plus yolo (yolo/, implies --save-frames), coco (coco.json), cvat (cvat/<video>.xml);"
+                        f" default {SAVE_DEFAULT}. Also for --merge")
     p.add_argument("--save-frames", action="store_true", help="also write JPEGImages/<video>/<frame>.jpg")
     p.add_argument("--jpeg-quality", type=int_at_least(1), default=95, metavar="Q",
                    help="JPEG quality of saved frames (default 95)")
@@ -126,7 +132,7 @@ def _run_merge(args: argparse.Namespace) -> int:
     if not (args.merge / "runs").is_dir() and not (args.merge / "shards").is_dir():
         raise ConfigError(f"--merge {args.merge}: not a gsam2-video dataset folder (it has no runs/ or shards/)")
     layout = DatasetLayout(args.merge)
-    summary = merge_dataset(layout)
+    summary = merge_dataset(layout, parse_dataset_save(args.save or SAVE_DEFAULT))
     print(f"gsam2-video dataset: {summary.line()} -> {layout.root}", file=sys.stderr)
     if summary.failures:
         print(f"gsam2-video dataset: failures listed in {layout.failures_path}", file=sys.stderr)
@@ -143,6 +149,7 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError("dataset needs INPUT paths or --manifest FILE")
     if args.inputs and not args.prompt:
         raise ConfigError("inputs given on the command line need --prompt")
+    exports = parse_dataset_save(args.save or SAVE_DEFAULT)
     shard = Shard.parse(args.shard) if args.shard is not None else None
     if args.backend == "ray":
         import_ray()  # fail in one line before any work when Ray is missing
@@ -161,8 +168,8 @@ def run(args: argparse.Namespace) -> int:
     spec = TrackerSpec(detector=str(args.detector), sam2=str(args.sam2), device=args.device, dtype=args.dtype,
                        config=config)
     layout = DatasetLayout(args.out)
-    options = RunnerOptions(save_frames=args.save_frames, allow_partial=args.allow_partial,
-                            progress=not args.no_progress, jpeg_quality=args.jpeg_quality)
+    options = RunnerOptions(save_frames=args.save_frames or "yolo" in exports, allow_partial=args.allow_partial,
+                            progress=not args.no_progress, jpeg_quality=args.jpeg_quality, exports=exports)
     backend = None
     if args.backend == "ray":
         from ..dataset.ray_backend import RayBackend, RayOptions

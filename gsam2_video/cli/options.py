@@ -150,6 +150,21 @@ def add_model_options(p: argparse.ArgumentParser) -> None:
                    metavar=("SHORT", "LONG"), help="detector input shortest / longest edge (default 800 1333)")
     g.add_argument("--iou-threshold", type=unit_float, default=0.5, metavar="F",
                    help="minimum mask IoU to match a detection to a track (default 0.5)")
+    g.add_argument("--max-lost-frames", type=int_at_least(1), default=None, metavar="N",
+                   help="an object out of sight keeps its id this many source frames (default: 2 seconds at "
+                        "the source's fps, 60 frames if unknown)")
+    g.add_argument("--confirm-hits", type=int_at_least(0), default=1, metavar="K",
+                   help="a new track is shown once detected again on K of the next --confirm-window keyframes "
+                        "(default 1; 0 shows every track at once)")
+    g.add_argument("--confirm-window", type=int_at_least(1), default=2, metavar="N",
+                   help="keyframes a new track has to be confirmed in before it is dropped unseen (default 2)")
+    g.add_argument("--confirm-score", type=unit_float, default=0.6, metavar="F",
+                   help="a detection scoring at least F is confirmed at once (default 0.6; 0 confirms all)")
+    g.add_argument("--retire-after", type=int_at_least(0), default=5, metavar="M",
+                   help="end a track no detection matched on M keyframes in a row while its class was "
+                        "detected elsewhere (default 5; 0 = never)")
+    g.add_argument("--low-threshold", type=unit_float, default=0.2, metavar="F",
+                   help="detections between F and --box-threshold only keep tracks alive (default 0.2; 0 = off)")
 
 
 def add_decoding_options(p: argparse.ArgumentParser) -> None:
@@ -188,7 +203,14 @@ def tracker_config(args: argparse.Namespace) -> TrackerConfig:
         detector=DetectorConfig(model=args.detector, box_threshold=args.box_threshold,
                                 text_threshold=args.text_threshold, shortest_edge=short, longest_edge=long_),
         propagator=PropagatorConfig(model=args.sam2),
-        association=AssociationConfig(iou_threshold=args.iou_threshold, max_objects=args.max_live_objects),
+        association=AssociationConfig(
+            iou_threshold=args.iou_threshold, max_objects=args.max_live_objects,
+            max_lost_frames=args.max_lost_frames,
+            confirm_hits=0 if args.confirm_score == 0 else args.confirm_hits,
+            confirm_window=args.confirm_window,
+            confirm_score=args.confirm_score or None,
+            retire_unmatched_keyframes=args.retire_after or None,
+            low_score_threshold=args.low_threshold or None),
         keyframes=KeyframeConfig(detect_every=args.detect_every),
         device=args.device, dtype=args.dtype, tf32=not args.strict_fp32,
         mode=getattr(args, "mode", "auto") or "auto",

@@ -21,7 +21,7 @@ from ..errors import ConfigError, OutputError
 from ..live.options import add_live_options, check_live_options, stream_timeouts
 from ..live.outputs import LiveOutputs
 from ..outcome import FAILED, RunOutcome
-from ..sinks import AsyncWriter, make_sinks, prepare_output_dir, write_run_json
+from ..sinks import IMAGE_KINDS, SINK_KINDS, AsyncWriter, make_sinks, prepare_output_dir, write_run_json
 from ..types import FrameResult
 from .options import (
     SAVE_DEFAULT,
@@ -47,8 +47,9 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     t.add_argument("--prompt", required=True, help='classes to track, e.g. "person. car."')
     t.add_argument("--out", type=Path, default=None, metavar="DIR",
                    help="output folder (default runs/track/<source name>, numbered if it exists)")
-    t.add_argument("--save", default=SAVE_DEFAULT, metavar="LIST",
-                   help=f"comma list of outputs: video, masks, json, mots, mot (default {SAVE_DEFAULT}; "
+    # default None in every command (a shared flag has one default); each command fills in its own list
+    t.add_argument("--save", default=None, metavar="LIST",
+                   help=f"comma list of outputs: {', '.join(SINK_KINDS)} (default {SAVE_DEFAULT}; "
                         "'none' writes only run.json)")
     mode = t.add_mutually_exclusive_group()
     mode.add_argument("--live", dest="mode", action="store_const", const="live",
@@ -82,7 +83,7 @@ def run(args: argparse.Namespace) -> int:
     from ..sources import open_source
 
     # everything a user can get wrong is checked here, before torch / transformers are imported (seconds)
-    kinds = parse_save(args.save)
+    kinds = parse_save(args.save if args.save is not None else SAVE_DEFAULT)
     prompt = parse_prompt(args.prompt)
     config = tracker_config(args)
     check_live_options(args)
@@ -103,8 +104,8 @@ def run(args: argparse.Namespace) -> int:
         tracker = Tracker.from_pretrained(detector=args.detector, sam2=args.sam2, device=args.device,
                                           dtype=args.dtype, config=config)
         load_seconds = time.perf_counter() - t_load
-        run = tracker.track(source, prompt,
-                            keep_images=("video" in kinds or display is not None or live.needs_image))
+        run = tracker.track(source, prompt, keep_images=(bool(IMAGE_KINDS & set(kinds)) or display is not None
+                                                         or live.needs_image))
     except BaseException:
         source.close()
         if live is not None:

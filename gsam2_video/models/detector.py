@@ -211,6 +211,8 @@ class Detector:
 
         Boxes are xyxy pixels clipped to the frame; zero-area boxes are dropped; ``class_ids`` index
         ``prompt.classes``. Thresholds, per-class NMS and the detection cap come from the config.
+        ``frame_index`` (the source's frame number, passed by the pipeline) is unused here: Grounding DINO
+        looks at pixels only; it is part of the detector protocol for detectors that need it.
         """
         image = _check_image(image)
         prompt = parse_prompt(prompt)

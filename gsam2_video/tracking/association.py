@@ -25,7 +25,8 @@ comparison must be cheap (100 tracks x 100 detections well under 5 ms on a CPU),
      not re-prompt it, so a track never shrinks to a part;
   3. after duplicates are set aside: tracks SAM 2 lost (empty mask) re-acquire a leftover detection whose box
      has IoU >= ``config.reacquire_iou`` with the box where the track was last seen (``lost_boxes``, given by
-     the caller); matched, refreshed and listed in ``reacquired``. This keeps an ID across an occlusion
+     the caller) or with where its motion predicts it now (``predicted_boxes``); matched, refreshed and
+     listed in ``reacquired`` (re-identification: the old ID is revived and SAM 2 re-prompted). This keeps an ID across an occlusion
      SAM 2 did not recover from by itself.
 
 An unmatched track mostly inside a matched one (``covered_tracks``) is a second track on an object that is
@@ -72,6 +73,10 @@ class AssociationResult:
     reacquired: list[tuple[int, int]] = field(default_factory=list)  # lost tracks matched by last box (in refresh)
     covered_tracks: list[int] = field(default_factory=list)  # unmatched tracks mostly inside a matched track
     unmatched_tracks: list[int] = field(default_factory=list)  # track ids
+    # two-stage matching (tracking/two_stage.py): det indices scoring below the box threshold, and the
+    # (track_id, det_idx) pairs among them that kept a visible track alive (never a refresh, never a new track)
+    low: list[int] = field(default_factory=list)
+    low_matches: list[tuple[int, int]] = field(default_factory=list)
     iou: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.float32))
     coverage: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.float32))
 
@@ -89,6 +94,7 @@ def associate(
     det_scores: Any = None,
     image_size: tuple[int, int] | None = None,
     lost_boxes: Any = None,
+    predicted_boxes: Any = None,
 ) -> AssociationResult:
     """Match this keyframe's detections to the live tracks.
 
@@ -109,6 +115,10 @@ def associate(
         lost_boxes: optional T x 4 boxes where each track was last visible (same coordinates as the other
             boxes; all-zero rows = unknown). Tracks whose mask is empty can then re-acquire a detection whose
             box IoU with it is >= ``config.reacquire_iou`` (reported in ``reacquired`` and ``refresh``).
+        predicted_boxes: optional T x 4 boxes where each track is expected now (a constant-velocity
+            prediction from its last observations, see ``TrackRegistry.predicted_boxes``); a lost track scores
+            each detection by the better of its IoU with the last box and with the prediction, so a person
+            walking on behind an occluder and one who stopped there are both re-found.
     """
     config.validate()
     tmask = check_masks("track masks", track_masks)
@@ -197,6 +207,9 @@ def associate(
         if lost.any():
             box_iou = np.zeros((t, d), np.float64)
             sub_iou = _box_iou(lb[lost], db[fresh])
+            if predicted_boxes is not None:
+                pb = _working_boxes("predicted boxes", predicted_boxes, tmask, t, sx, sy, wh, ww)
+                sub_iou = np.maximum(sub_iou, _box_iou(pb[lost], db[fresh]))
             if config.class_aware:
                 sub_iou *= tcls[lost][:, None] == dcls[fresh][None, :]
             box_iou[np.ix_(np.flatnonzero(lost), np.asarray(fresh))] = sub_iou
