@@ -121,6 +121,12 @@ def run(args: argparse.Namespace) -> int:
     max_live = 0
     ids_seen: set[int] = set()
     progress = _progress(info, disabled=args.no_progress)
+    # which ops ran on CUDA kernels and which on their torch references (run.json "kernels"); the writer
+    # thread runs in a copy of this context, so the sinks' RLE is counted too
+    from ..ops._dispatch import kernel_record  # torch is loaded by now (the models are)
+
+    kernels = kernel_record()
+    record_ops = kernels.__enter__()
     writer.open(info, run.categories)
 
     def record(result: FrameResult) -> None:
@@ -152,6 +158,7 @@ def run(args: argparse.Namespace) -> int:
         if display is not None:
             display.close()
     outcome.lose(writer.finish())  # every output closed for the frames done, after a failure too
+    kernels.__exit__(None, None, None)
     if writer.error is not None:
         outcome.fail(writer.error, output_failed=True)  # a sink failed on the last frames, after the loop
     wall = time.perf_counter() - t0
@@ -171,6 +178,7 @@ def run(args: argparse.Namespace) -> int:
         "stats": stats,
         "source_stats": dict(src_stats),
         "source_events": list(getattr(source, "events", []) or []),
+        "kernels": record_ops.report(),
         "writer": {"frames_written": writer.frames_written, "blocked_seconds": round(writer.blocked_seconds, 3),
                    "sink_seconds": {k: round(v, 3) for k, v in writer.sink_seconds.items()}},
         "seconds": {"model_load": round(load_seconds, 3), "wall": round(wall, 3),
