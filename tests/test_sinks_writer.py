@@ -65,17 +65,19 @@ def all_entries(out: Path) -> list[str]:
     return sorted(p.name for p in out.iterdir())
 
 
-def test_writer_delivers_every_result_in_order_on_one_background_thread(tmp_path):
+@pytest.mark.parametrize(("parallel", "thread"), [(True, "gsam2-writer:recording"), (False, "gsam2-writer")])
+def test_writer_delivers_every_result_in_order_on_one_background_thread(tmp_path, parallel, thread):
+    """Each sink sees every frame in order from one background thread: its own lane when parallel."""
     rec = RecordingSink()
     sinks = [*make_sinks(SINK_KINDS, tmp_path), rec]
     results = scripted_results()
-    with AsyncWriter(sinks, max_queue=2) as writer:
+    with AsyncWriter(sinks, max_queue=2, parallel=parallel) as writer:
         assert writer.needs_image
         writer.open(video_info(), CATEGORIES)
         for r in results:
             writer.write(r)
     assert rec.seen == list(range(len(results))) and rec.events == ["open", "close"]
-    assert rec.threads == {"gsam2-writer"}
+    assert rec.threads == {thread}
     assert writer.frames_written == len(results)
     assert set(writer.sink_seconds) == {*SINK_KINDS, "recording"}
     assert all(entry in FINAL_NAMES for entry in all_entries(tmp_path))  # nothing temporary left
@@ -316,13 +318,13 @@ def test_rle_is_computed_once_per_frame_for_all_sinks(tmp_path, monkeypatch):
     from gsam2_video.sinks import rle
 
     calls: list[int] = []
-    real = rle.encode_masks
+    real = rle.encode_label_strips
 
-    def counting(masks, boxes=None):
-        calls.append(len(masks))
-        return real(masks, boxes)
+    def counting(labels, track_ids, boxes):
+        calls.append(len(track_ids))
+        return real(labels, track_ids, boxes)
 
-    monkeypatch.setattr(rle, "encode_masks", counting)
+    monkeypatch.setattr(rle, "encode_label_strips", counting)
     results = scripted_results()
     with AsyncWriter(make_sinks(["json", "mots", "mot", "masks"], tmp_path)) as writer:
         writer.open(video_info(), CATEGORIES)

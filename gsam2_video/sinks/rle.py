@@ -18,8 +18,12 @@ from pycocotools import mask as mask_utils
 
 def _runs_in_columns(mask: np.ndarray, x0: int, width: int) -> list[int]:
     """Uncompressed COCO counts of ``mask`` (H x W bool) known to be empty outside columns x0..x0+width-1."""
-    h, w = mask.shape
     flat = np.ascontiguousarray(mask[:, x0:x0 + width].T).reshape(-1)  # column-major scan of the strip
+    return _strip_runs(flat, mask.shape[0], mask.shape[1], x0, width)
+
+
+def _strip_runs(flat: np.ndarray, h: int, w: int, x0: int, width: int) -> list[int]:
+    """Counts of a mask whose columns x0..x0+width-1, scanned column-major, are ``flat`` (the rest empty)."""
     change = np.flatnonzero(flat[1:] != flat[:-1]) + 1
     runs = np.diff(np.concatenate(([0], change, [flat.size]))).tolist()
     before, after = x0 * h, (w - x0 - width) * h
@@ -50,6 +54,20 @@ def encode_masks(masks: np.ndarray, boxes_xywh: np.ndarray | None = None) -> lis
     out = []
     for mask, (x0, _, bw, _) in zip(masks, np.asarray(boxes_xywh, dtype=np.int64).tolist()):
         rle = mask_utils.frPyObjects({"size": [h, w], "counts": _runs_in_columns(mask, x0, bw)}, h, w)
+        out.append(rle["counts"].decode("ascii"))
+    return out
+
+
+def encode_label_strips(labels: np.ndarray, track_ids: np.ndarray, boxes_xywh: np.ndarray) -> list[str]:
+    """Compressed COCO RLE counts of each track's mask in an H x W label map, given the tracks' tight boxes
+    (non-empty); the same strings as :func:`encode_masks` on the masks ``labels == id``. Only the columns of
+    each box are read, so no full-frame mask is ever made."""
+    h, w = labels.shape
+    out = []
+    for tid, (x0, _, bw, _) in zip(np.asarray(track_ids, np.int64).tolist(),
+                                  np.asarray(boxes_xywh, np.int64).reshape(-1, 4).tolist()):
+        flat = np.ascontiguousarray(labels[:, x0:x0 + bw].T).reshape(-1) == tid
+        rle = mask_utils.frPyObjects({"size": [h, w], "counts": _strip_runs(flat, h, w, x0, bw)}, h, w)
         out.append(rle["counts"].decode("ascii"))
     return out
 

@@ -27,9 +27,9 @@ import numpy as np
 
 from ..drawing import annotate
 from ..errors import OutputError
-from ..types import FrameResult, VideoInfo
+from ..types import VideoInfo
 from .atomic import fsync_path, partial_path, remove_quietly
-from .base import Sink
+from .base import FrameView, Sink
 
 log = logging.getLogger(__name__)
 
@@ -115,9 +115,10 @@ class VideoSink(Sink):
         self._last_pts = pts
         return pts
 
-    def write(self, result: FrameResult) -> None:
+    def write_view(self, view: FrameView) -> None:
         import av
 
+        result = view.result
         if not self._open:
             raise OutputError("video output: write() called before open() or after close()")
         if result.image is None:
@@ -125,7 +126,9 @@ class VideoSink(Sink):
                               f"keep frame pixels when the video sink is on")
         if self._container is None:
             self._start(result.height, result.width)
-        rgb = annotate(result.image, result, alpha=self.alpha, boxes=self.draw_boxes, labels=self.draw_labels)
+        boxes_xywh, _ = view.boxes(self.kind)
+        rgb = annotate(result.image, result, alpha=self.alpha, boxes=self.draw_boxes, labels=self.draw_labels,
+                       label_map=view.label_map(), boxes_xywh=boxes_xywh)
         if rgb.shape[:2] != self._size:
             if not self._resize_warned:
                 log.warning("video output: frame %d is %dx%d, the video started at %dx%d; resizing frames to "
