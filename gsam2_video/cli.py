@@ -115,6 +115,10 @@ def _build_parser() -> argparse.ArgumentParser:
     t.add_argument("--save", default=SAVE_DEFAULT, metavar="LIST",
                    help=f"comma list of outputs: video, masks, json, mots, mot (default {SAVE_DEFAULT}; "
                         "'none' writes only run.json)")
+    t.add_argument("--video-codec", default="auto", metavar="CODEC",
+                   help="video.mp4 codec: auto (H.264: NVENC on an NVIDIA GPU that has it, else libx264), "
+                        "h264, hevc, av1, or an encoder name (libx264, h264_nvenc, libx265, libsvtav1, ...); "
+                        "a codec this FFmpeg build cannot encode stops the run with one line")
     t.add_argument("--decoder", default="av", choices=["av", "decord", "opencv"])
     t.add_argument("--start", type=int_at_least(0), default=0, metavar="N", help="first frame index")
     t.add_argument("--stride", type=int_at_least(1), default=1, metavar="S", help="use every S-th frame")

@@ -52,6 +52,11 @@ def run_track(args: argparse.Namespace) -> int:
     from ..sources import open_source
 
     kinds = parse_save(args.save)
+    encoder = None
+    if "video" in kinds:  # a missing encoder is a one-line error before the (slow) model load
+        from ..sinks.encoders import choose_encoder
+
+        encoder = choose_encoder(getattr(args, "video_codec", "auto"))
     prompt = parse_prompt(args.prompt)
     config = tracker_config(args)
     display = _Display() if args.show else None
@@ -74,7 +79,7 @@ def run_track(args: argparse.Namespace) -> int:
             display.close()
         _remove_empty(created)  # nothing was written: leave no empty run folder behind
         raise
-    sinks = make_sinks(kinds, out_dir)
+    sinks = make_sinks(kinds, out_dir, video_codec=encoder.name if encoder else "auto")
     writer = AsyncWriter(sinks)
     interrupted = False
     t0 = time.perf_counter()
@@ -132,7 +137,8 @@ def run_track(args: argparse.Namespace) -> int:
         "stats": stats,
         "source_stats": dict(src_stats),
         "writer": {"frames_written": writer.frames_written, "blocked_seconds": round(writer.blocked_seconds, 3),
-                   "sink_seconds": {k: round(v, 3) for k, v in writer.sink_seconds.items()}},
+                   "sink_seconds": {k: round(v, 3) for k, v in writer.sink_seconds.items()},
+                   "parallel": writer.parallel, "video_encoder": encoder.name if encoder else None},
         "seconds": {"model_load": round(load_seconds, 3), "wall": round(wall, 3),
                     "fps": round(stats["frames_emitted"] / wall, 3) if wall > 0 else None},
         "interrupted": interrupted,

@@ -1,6 +1,8 @@
 """``video.mp4``: the annotated video (coloured masks, boxes, "id label score"), H.264 through PyAV.
 
-Encoding: libx264, yuv420p (plays everywhere), ``+faststart`` (playable while downloading). The stream rate
+Encoding: H.264 by default, through NVENC on an NVIDIA GPU that has it and libx264 otherwise; HEVC or AV1
+on request (:mod:`.encoders` chooses and explains); yuv420p (plays everywhere), ``+faststart`` (playable
+while downloading). The stream rate
 is the source fps (30 when the source does not know it, e.g. some live streams); each frame's presentation
 time is the result's own timestamp relative to the first frame, on a 1/90000 s clock, so variable-frame-rate
 sources, strides and dropped live frames keep their real timing. A timestamp that does not increase is moved
@@ -30,6 +32,7 @@ from ..errors import OutputError
 from ..types import VideoInfo
 from .atomic import fsync_path, partial_path, remove_quietly
 from .base import FrameView, Sink
+from .encoders import Encoder, choose_encoder
 
 log = logging.getLogger(__name__)
 
@@ -51,10 +54,14 @@ class VideoSink(Sink):
 
     def __init__(self, out_dir: str | os.PathLike[str], file_name: str = "video.mp4", *, crf: int = 23,
                  preset: str = "veryfast", alpha: float = 0.5, draw_boxes: bool = True,
-                 draw_labels: bool = True) -> None:
+                 draw_labels: bool = True, codec: str = "auto", threads: int = 0,
+                 encoder: Encoder | None = None) -> None:
+        """``codec``: ``--video-codec`` (see :mod:`.encoders`), resolved here so a missing encoder fails
+        before the run; ``encoder`` skips that choice (already made); ``threads``: encoder threads, 0 = auto."""
         self.final = Path(out_dir) / file_name
         self.crf = crf
         self.preset = preset
+        self.encoder = encoder or choose_encoder(codec, crf=crf, preset=preset, threads=threads)
         self.alpha = alpha
         self.draw_boxes = draw_boxes
         self.draw_labels = draw_labels
@@ -91,14 +98,16 @@ class VideoSink(Sink):
         try:
             self._container = av.open(str(self._tmp), mode="w", format="mp4",
                                       options={"movflags": "+faststart"})
-            stream = self._container.add_stream("libx264", rate=self._rate)
+            stream = self._container.add_stream(self.encoder.name, rate=self._rate)
             self._size = (height, width)
             stream.width = width + width % 2
             stream.height = height + height % 2
             stream.pix_fmt = "yuv420p"
             stream.time_base = CLOCK
             stream.codec_context.time_base = CLOCK
-            stream.options = {"crf": str(self.crf), "preset": self.preset}
+            stream.options = dict(self.encoder.options)
+            if self.encoder.threads > 0:
+                stream.codec_context.thread_count = self.encoder.threads
             self._stream = stream
         except (OSError, av.FFmpegError) as err:
             self._discard()
