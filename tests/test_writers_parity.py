@@ -174,3 +174,35 @@ def test_overlay_torch_equals_overlay_on_cpu_tensors(videos_dir):
         assert diff.max() <= (0 if alpha == 0.5 else 1)  # alpha 0.5 blends exactly; else float rounding
         assert (diff > 0).mean() < 0.005
     assert line_thickness(1080, 1920) == 3
+
+
+def test_video_sink_takes_a_device_built_overlay_and_draws_only_boxes_and_captions(videos_dir, tmp_path):
+    """A result carrying ``overlay`` (what the GPU path hands over) gives the same video as drawing on the
+    host: the overlay_torch picture plus the host's boxes and captions equals annotate()."""
+    torch = pytest.importorskip("torch")
+    import av
+
+    from gsam2_video.drawing_torch import overlay_torch
+
+    frames = clip_frames(videos_dir / "bikes.mp4", 3, (144, 256))
+    results = clip_results(frames, 5, seed=2)
+    videos = {}
+    for name in ("host", "device"):
+        out = tmp_path / name
+        (sink,) = make_sinks(["video"], out, video_codec="libx264", video_crf=0, video_preset="ultrafast")
+        sink.open(VideoInfo("b", "b", 256, 144, 25.0, 3), ["person", "bicycle", "car"])
+        for r in results:
+            if name == "device":
+                labels = torch.from_numpy(resolved_label_map(r).astype(np.int32))
+                drawn = overlay_torch(torch.from_numpy(r.image), labels, r.track_ids.tolist(),
+                                      torch.from_numpy(r.scores), thickness=line_thickness(144, 256))
+                r = FrameResult(r.frame_index, r.timestamp, r.height, r.width, r.track_ids, r.masks, r.boxes,
+                                r.scores, r.class_ids, r.class_names, image=None)
+                r.overlay = drawn.numpy()
+            sink.write(r)
+        sink.close()
+        with av.open(str(out / "video.mp4")) as c:
+            videos[name] = [f.to_ndarray(format="rgb24") for f in c.decode(c.streams.video[0])]
+    assert len(videos["host"]) == len(videos["device"]) == 3
+    for a, b in zip(videos["host"], videos["device"]):
+        assert np.array_equal(a, b)
