@@ -66,12 +66,11 @@ def child(args: argparse.Namespace) -> dict[str, Any]:
     import statistics
 
     import cv2
-    import numpy as np
 
     cv2.setNumThreads(threads)
-    import gsam2_video
     from clip_results import clip_frames, clip_results
 
+    import gsam2_video
     from gsam2_video.drawing import annotate
     from gsam2_video.sinks import AsyncWriter, make_sinks
 
@@ -86,7 +85,7 @@ def child(args: argparse.Namespace) -> dict[str, Any]:
         from gsam2_video.sinks import FrameView
     except ImportError:  # the code before the label-map writers
         resolved_label_map = None
-        FrameView = None  # noqa: N806
+        FrameView = None
     from gsam2_video.types import VideoInfo
 
     video = Path(args.videos) / "bikes.mp4"

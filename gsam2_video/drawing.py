@@ -18,6 +18,7 @@ on torch tensors, so on a GPU it is built on the device before the frame's singl
 from __future__ import annotations
 
 import colorsys
+
 import cv2
 import numpy as np
 

@@ -17,8 +17,8 @@ background.
 
 from __future__ import annotations
 
-from abc import ABC, abstractmethod
 import threading
+from abc import ABC, abstractmethod
 
 import numpy as np
 
