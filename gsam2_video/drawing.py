@@ -5,14 +5,16 @@ the track id (never on the frame or on how many tracks are live), so an object k
 whole video: hues step by the golden ratio, which puts consecutive ids far apart on the colour wheel, with
 saturation and brightness alternating to separate ids whose hues come round close again.
 
-Why it is built from the label map (H x W, track id per pixel) and not from per-track masks: the cost then
-does not grow with the number of objects. One pass looks every pixel's colour up in a table indexed by
-track id and blends it; outlines are the label map's edges (a pixel whose 4-neighbourhood holds another id,
-the frame border counting as background), widened to the line thickness by a max filter over a "rank" map so
-that where outlines meet the higher-scoring track is drawn on top, as with the masks. All of that runs in
-OpenCV calls that release the GIL, inside the bounding box of the foreground only. Boxes and captions are
-drawn per track but touch only a few small rectangles. :mod:`gsam2_video.drawing_torch` is the same overlay
-on torch tensors, so on a GPU it is built on the device before the frame's single copy to the host.
+Why it is built from the label map (H x W, track id per pixel) and the tracks' tight boxes, not from
+per-track full-frame masks: every step then touches only the pixels inside the boxes, so the cost follows
+the objects' area instead of (number of objects x frame size). Per track, inside its box: the pixels equal to
+its id are blended with its colour (one ``cv2.transform`` computes ``(1 - alpha) * pixel + alpha * colour``,
+``cv2.copyTo`` keeps it where the id matches); then, lowest score first so the best track ends on top,
+its outline = its pixels with a 4-neighbour of another id (the frame border counting as background),
+widened to the line thickness by a square max filter. Boxes and captions touch a few small rectangles.
+All of these are OpenCV calls that release the GIL. :mod:`gsam2_video.drawing_torch` draws the same picture
+with whole-frame tensor ops (colour lookup table by id, rank map for the outlines), so on a GPU the overlay is
+built on the device before the frame's single copy to the host.
 """
 
 from __future__ import annotations
@@ -59,33 +61,6 @@ def font_scale(height: int, width: int) -> float:
 def outline_kernel_size(thickness: int) -> int:
     """Side of the square max filter that widens the 1-px label edges to ``thickness`` (odd, centred)."""
     return 2 * (max(1, thickness) // 2) + 1
-
-
-def draw_ranks(scores: np.ndarray) -> np.ndarray:
-    """1-based drawing priority per track: the lowest score gets 1, the highest N (on top where shapes meet);
-    equal scores keep their order (a later track is on top), like a stable sort."""
-    order = np.argsort(np.asarray(scores), kind="stable")
-    ranks = np.empty(len(order), np.int64)
-    ranks[order] = np.arange(1, len(order) + 1)
-    return ranks
-
-
-def color_tables(track_ids: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``(colors, ranks, rank_colors)``: ``colors[id]`` the RGB uint8 colour of a track id (max id + 1 rows),
-    ``ranks[id]`` its drawing priority (0 for ids not in the frame), ``rank_colors[rank]`` the colour of the
-    track with that priority (row 0 black)."""
-    ids = np.asarray(track_ids, np.int64).reshape(-1)
-    size = max(256, int(ids.max()) + 1) if len(ids) else 256
-    colors = np.zeros((size, 3), np.uint8)
-    ranks = np.zeros(size, np.int64)
-    rank_colors = np.zeros((len(ids) + 1, 3), np.uint8)
-    if len(ids):
-        palette = np.array([track_color(int(t)) for t in ids], np.uint8)
-        r = draw_ranks(scores)
-        colors[ids] = palette
-        ranks[ids] = r
-        rank_colors[r] = palette
-    return colors, ranks, rank_colors
 
 
 def overlay(image: np.ndarray, labels: np.ndarray, track_ids: np.ndarray, scores: np.ndarray, *,
