@@ -192,6 +192,30 @@ def test_back_pressure_bounds_the_queue():
     assert writer.blocked_seconds > 0.3
 
 
+def test_parallel_sinks_write_the_same_frame_at_the_same_time():
+    """Two sinks meet at a barrier inside write(): only possible if they run concurrently. Sequential
+    writing would break the barrier (timeout) and surface as the writer's error."""
+    barrier = threading.Barrier(2, timeout=10)
+
+    class Meeting(RecordingSink):
+        def write(self, result: FrameResult) -> None:
+            barrier.wait()
+            super().write(result)
+
+    a, b = Meeting(), Meeting()
+    a.kind, b.kind = "a", "b"
+    results = scripted_results(with_image=False)
+    with AsyncWriter([a, b], max_queue=2) as writer:
+        assert writer.parallel
+        writer.open(video_info(), CATEGORIES)
+        for r in results:
+            writer.write(r)
+    assert a.seen == b.seen == list(range(len(results)))
+    assert a.threads == {"gsam2-writer:a"} and b.threads == {"gsam2-writer:b"}
+    assert writer.frames_written == len(results)
+    assert not AsyncWriter([a, b], parallel=False).parallel and not AsyncWriter([a]).parallel
+
+
 def test_writer_rejects_bad_queue_size_and_misuse(tmp_path):
     with pytest.raises(ConfigError, match="queue size must be >= 1, got 0"):
         AsyncWriter([], max_queue=0)
