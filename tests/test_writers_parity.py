@@ -41,8 +41,8 @@ class ReferenceView(FrameView):
             self._rles = encode_masks(t.masks, t.boxes_xywh)
         return self._rles
 
-    def label_map(self) -> np.ndarray:
-        t = self.tracks()
+    def label_map(self, kind: str = "sink") -> np.ndarray:
+        t = self.tracks(kind)
         top = int(t.track_ids.max()) if len(t) else 0
         labels = np.zeros((self.result.height, self.result.width), np.uint8 if top <= 255 else np.uint16)
         for tid, mask in zip(t.track_ids, t.masks):

@@ -204,10 +204,11 @@ class FrameView:
         self._tracks: VisibleTracks | None = None
         self._rles: list[str] | None = None
 
-    def label_map(self) -> np.ndarray:
+    def label_map(self, kind: str = "sink") -> np.ndarray:
         """H x W label map of the visible tracks (overlaps resolved by score), uint8 / uint16 / int32."""
         with self._lock:
             if self._labels is None:
+                check_result(self.result, kind)  # a bad id is reported, never painted
                 self._labels = resolved_label_map(self.result)
             return self._labels
 
@@ -216,8 +217,7 @@ class FrameView:
         (a track without pixels has area 0 and a zero box)."""
         with self._lock:
             if self._boxes is None:
-                check_result(self.result, kind)  # before the label map: a bad id is reported, not painted
-                self._boxes = track_boxes(self.label_map(), self.result.track_ids, self.result.boxes)
+                self._boxes = track_boxes(self.label_map(kind), self.result.track_ids, self.result.boxes)
             return self._boxes
 
     def tracks(self, kind: str = "sink") -> VisibleTracks:
@@ -225,7 +225,7 @@ class FrameView:
         with self._lock:
             if self._tracks is None:
                 boxes_areas = self.boxes(kind)
-                self._tracks = visible_tracks_from_labels(self.result, self.label_map(), kind, boxes_areas)
+                self._tracks = visible_tracks_from_labels(self.result, self.label_map(kind), kind, boxes_areas)
             return self._tracks
 
     def rles(self, kind: str = "sink") -> list[str]:

@@ -147,7 +147,7 @@ class VideoSink(Sink):
             draw_boxes_and_captions(rgb, result, boxes_xywh, boxes=self.draw_boxes, captions=self.draw_labels)
         else:
             rgb = annotate(result.image, result, alpha=self.alpha, boxes=self.draw_boxes,
-                           labels=self.draw_labels, label_map=view.label_map(), boxes_xywh=boxes_xywh)
+                           labels=self.draw_labels, label_map=view.label_map(self.kind), boxes_xywh=boxes_xywh)
         if rgb.shape[:2] != self._size:
             if not self._resize_warned:
                 log.warning("video output: frame %d is %dx%d, the video started at %dx%d; resizing frames to "
