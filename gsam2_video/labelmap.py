@@ -45,8 +45,17 @@ def resolved_label_map(result: Any) -> np.ndarray:
         return out
     order = np.lexsort((ids, -np.asarray(result.scores, np.float64)))  # highest priority first
     masks = result.masks
+    hints = np.asarray(result.boxes, np.float64).reshape(-1, 4)
+    height, width = out.shape
     for k in order[::-1].tolist():  # paint lowest priority first: later (higher) ones overwrite
-        out[masks[k]] = ids[k]
+        mask = masks[k]
+        y0, y1, x0, x1 = _hint_window(hints[k], height, width)
+        inside = mask[y0:y1, x0:x1]
+        # the result's box says where the mask is; a full count proves it (else the whole frame is painted)
+        if y1 > y0 and x1 > x0 and np.count_nonzero(inside) == np.count_nonzero(mask):
+            out[y0:y1, x0:x1][inside] = ids[k]
+        else:
+            out[mask] = ids[k]
     return out
 
 
