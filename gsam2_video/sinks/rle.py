@@ -58,16 +58,48 @@ def encode_masks(masks: np.ndarray, boxes_xywh: np.ndarray | None = None) -> lis
     return out
 
 
+def _box_runs(box: np.ndarray, h: int, w: int, x0: int, y0: int) -> list[int]:
+    """Uncompressed COCO counts of an H x W mask that is empty outside the box whose pixels are ``box``
+    (bh x bw bool at rows y0.., columns x0..).
+
+    The column-major scan is the box's columns, each framed by the background above it (y0 pixels) and
+    below it (h - y0 - bh): those frames are one pixel each here with that many pixels as its weight, so
+    the runs come from bw x (bh + 2) values instead of bw x h.
+    """
+    bh, bw = box.shape
+    above, below = y0, h - y0 - bh
+    cols = np.zeros((bw, bh + 2), bool)
+    cols[:, 1:-1] = box.T
+    weights = np.ones(bh + 2, np.int64)
+    weights[0], weights[-1] = above, below
+    keep = weights > 0  # a frame of no pixels must not split a run that crosses into the next column
+    values = cols[:, keep].reshape(-1)
+    cum = np.concatenate(([0], np.cumsum(np.broadcast_to(weights[keep], (bw, int(keep.sum()))).reshape(-1))))
+    bounds = np.concatenate(([0], np.flatnonzero(values[1:] != values[:-1]) + 1, [values.size]))
+    runs = np.diff(cum[bounds]).tolist()
+    before, after = x0 * h, (w - x0 - bw) * h
+    if values[0]:
+        runs.insert(0, before)  # counts always start with a (possibly empty) background run
+    else:
+        runs[0] += before
+    if values[-1]:
+        if after:
+            runs.append(after)
+    else:
+        runs[-1] += after
+    return runs
+
+
 def encode_label_strips(labels: np.ndarray, track_ids: np.ndarray, boxes_xywh: np.ndarray) -> list[str]:
     """Compressed COCO RLE counts of each track's mask in an H x W label map, given the tracks' tight boxes
-    (non-empty); the same strings as :func:`encode_masks` on the masks ``labels == id``. Only the columns of
+    (non-empty); the same strings as :func:`encode_masks` on the masks ``labels == id``. Only the pixels in
     each box are read, so no full-frame mask is ever made."""
     h, w = labels.shape
     out = []
-    for tid, (x0, _, bw, _) in zip(np.asarray(track_ids, np.int64).tolist(),
-                                  np.asarray(boxes_xywh, np.int64).reshape(-1, 4).tolist()):
-        flat = np.ascontiguousarray(labels[:, x0:x0 + bw].T).reshape(-1) == tid
-        rle = mask_utils.frPyObjects({"size": [h, w], "counts": _strip_runs(flat, h, w, x0, bw)}, h, w)
+    for tid, (x0, y0, bw, bh) in zip(np.asarray(track_ids, np.int64).tolist(),
+                                     np.asarray(boxes_xywh, np.int64).reshape(-1, 4).tolist()):
+        box = labels[y0:y0 + bh, x0:x0 + bw] == tid
+        rle = mask_utils.frPyObjects({"size": [h, w], "counts": _box_runs(box, h, w, x0, y0)}, h, w)
         out.append(rle["counts"].decode("ascii"))
     return out
 
