@@ -206,3 +206,23 @@ def test_video_sink_takes_a_device_built_overlay_and_draws_only_boxes_and_captio
     assert len(videos["host"]) == len(videos["device"]) == 3
     for a, b in zip(videos["host"], videos["device"]):
         assert np.array_equal(a, b)
+
+
+def test_label_rle_equals_mask_rle_on_random_small_maps():
+    """Edge cases the clips rarely hit: full-height boxes (runs crossing columns), masks touching the first
+    or last pixel, single rows and columns."""
+    rng = np.random.default_rng(0)
+    for _ in range(600):
+        h, w = (int(v) for v in rng.integers(1, 12, 2))
+        labels = rng.integers(0, 3, (h, w)).astype(np.uint8)
+        if rng.random() < 0.2:
+            labels[:] = 1
+        elif rng.random() < 0.25:
+            labels = np.where(rng.random((h, w)) < 0.9, 1, 0).astype(np.uint8)
+        ids = np.array([1, 2])
+        boxes, areas = track_boxes(labels, ids)
+        k = areas > 0
+        assert encode_label_strips(labels, ids[k], boxes[k]) == \
+            encode_masks(labels[None] == ids[k][:, None, None], boxes[k])
+        wide = labels.astype(np.int64)  # a dtype OpenCV cannot transpose
+        assert encode_label_strips(wide, ids[k], boxes[k]) == encode_label_strips(labels, ids[k], boxes[k])

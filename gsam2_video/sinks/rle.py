@@ -12,6 +12,7 @@ pycocotools compresses that run list. Both paths give identical strings (tested)
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 from pycocotools import mask as mask_utils
 
@@ -58,35 +59,30 @@ def encode_masks(masks: np.ndarray, boxes_xywh: np.ndarray | None = None) -> lis
     return out
 
 
-def _box_runs(box: np.ndarray, h: int, w: int, x0: int, y0: int) -> list[int]:
-    """Uncompressed COCO counts of an H x W mask that is empty outside the box whose pixels are ``box``
-    (bh x bw bool at rows y0.., columns x0..).
+def _box_runs(box_t: np.ndarray, tid: int, h: int, w: int, x0: int, y0: int) -> list[int]:
+    """Uncompressed COCO counts of the mask ``label == tid`` of an H x W label map that holds no ``tid``
+    outside one box; ``box_t`` is the box's labels transposed (bw x bh, C-contiguous: the column-major scan
+    of the box), its corner at x0, y0.
 
-    The column-major scan is the box's columns, each framed by the background above it (y0 pixels) and
-    below it (h - y0 - bh): those frames are one pixel each here with that many pixels as its weight, so
-    the runs come from bw x (bh + 2) values instead of bw x h.
+    Foreground runs are found in the box alone and placed in the full column-major scan by arithmetic: a run
+    may continue into the next column only when the box spans the full height; otherwise every column is
+    closed by one background sentinel so no run crosses it. Work is proportional to the box, not to H.
     """
-    bh, bw = box.shape
-    above, below = y0, h - y0 - bh
-    cols = np.zeros((bw, bh + 2), bool)
-    cols[:, 1:-1] = box.T
-    weights = np.ones(bh + 2, np.int64)
-    weights[0], weights[-1] = above, below
-    keep = weights > 0  # a frame of no pixels must not split a run that crosses into the next column
-    values = cols[:, keep].reshape(-1)
-    cum = np.concatenate(([0], np.cumsum(np.broadcast_to(weights[keep], (bw, int(keep.sum()))).reshape(-1))))
-    bounds = np.concatenate(([0], np.flatnonzero(values[1:] != values[:-1]) + 1, [values.size]))
-    runs = np.diff(cum[bounds]).tolist()
-    before, after = x0 * h, (w - x0 - bw) * h
-    if values[0]:
-        runs.insert(0, before)  # counts always start with a (possibly empty) background run
-    else:
-        runs[0] += before
-    if values[-1]:
-        if after:
-            runs.append(after)
-    else:
-        runs[-1] += after
+    bw, bh = box_t.shape
+    step = bh if bh == h else bh + 1
+    flat = np.zeros((bw, step), bool)
+    np.equal(box_t, tid, out=flat[:, :bh])
+    flat = flat.reshape(-1)
+    edges = np.flatnonzero(flat[1:] != flat[:-1]) + 1
+    if flat[0]:
+        edges = np.concatenate(([0], edges))
+    if flat[-1]:
+        edges = np.concatenate((edges, [flat.size]))
+    col, row = np.divmod(edges, step)
+    pos = (x0 + col) * h + y0 + row  # run starts and ends (alternating) in the full column-major scan
+    runs = np.diff(np.concatenate(([0], pos, [h * w]))).tolist()
+    if runs[-1] == 0:
+        runs.pop()  # the mask ends on the frame's last pixel: no trailing background run
     return runs
 
 
@@ -98,8 +94,10 @@ def encode_label_strips(labels: np.ndarray, track_ids: np.ndarray, boxes_xywh: n
     out = []
     for tid, (x0, y0, bw, bh) in zip(np.asarray(track_ids, np.int64).tolist(),
                                      np.asarray(boxes_xywh, np.int64).reshape(-1, 4).tolist()):
-        box = labels[y0:y0 + bh, x0:x0 + bw] == tid
-        rle = mask_utils.frPyObjects({"size": [h, w], "counts": _box_runs(box, h, w, x0, y0)}, h, w)
+        box = labels[y0:y0 + bh, x0:x0 + bw]
+        box_t = (cv2.transpose(np.ascontiguousarray(box)) if box.dtype in (np.uint8, np.uint16, np.int32)
+                 else np.ascontiguousarray(box.T))  # OpenCV's blocked transpose where it has the dtype
+        rle = mask_utils.frPyObjects({"size": [h, w], "counts": _box_runs(box_t, tid, h, w, x0, y0)}, h, w)
         out.append(rle["counts"].decode("ascii"))
     return out
 
