@@ -7,7 +7,9 @@ in a ``{"size", "counts"}`` dict.
 Speed: COCO RLE runs column by column over the whole image, so encoding a full-size mask costs H x W per
 object even for a small object. When the mask's box is known, only the columns the box spans are scanned
 (every other column is background), the run lengths are extended by the background before and after, and
-pycocotools compresses that run list. Both paths give identical strings (tested).
+pycocotools compresses that run list. From a label map (:func:`encode_label_strips`, what the writers
+use) only the box itself is read: its runs are placed in the full column-major scan by arithmetic. All
+paths give identical strings (tested).
 """
 
 from __future__ import annotations
