@@ -26,8 +26,11 @@ import numpy as np
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
+# the package, and tests/ for the test-side model builders (random_detector, random_sam2, sam2_reference):
+# benchmarks build their random-weight models exactly as the tests do, from one place
+for _path in (REPO, REPO / "tests"):
+    if str(_path) not in sys.path:
+        sys.path.insert(0, str(_path))
 
 VIDEOS = Path(os.environ.get("GSAM2_DATA", REPO.parent / "shared" / "data")) / "videos"
 SIZES = ("tiny", "reduced", "real")
@@ -119,7 +122,7 @@ def _jsonable(x: Any) -> Any:
 
 # ------------------------------------------------------------------------------------------------ models
 def detector_config(size: str) -> Any:
-    from gsam2_video.models.random_detector import real_size_grounding_dino_config, tiny_grounding_dino_config
+    from random_detector import real_size_grounding_dino_config, tiny_grounding_dino_config
 
     if size == "tiny":
         return tiny_grounding_dino_config()
@@ -134,7 +137,7 @@ def sam2_image_size(size: str) -> int:
 
 def detector_dir(size: str, seed: int = 0) -> Path:
     """A saved random Grounding DINO (tiny, or grounding-dino-tiny's real shapes for reduced / real)."""
-    from gsam2_video.models.random_detector import save_random_detector
+    from random_detector import save_random_detector
 
     kind = "tiny" if size == "tiny" else "real"
     out = cache_root() / f"detector-{kind}-seed{seed}"
@@ -145,7 +148,7 @@ def detector_dir(size: str, seed: int = 0) -> Path:
 
 def sam2_dir(size: str, seed: int = 0) -> Path:
     """A saved random transformers SAM 2 video model (tiny = test config; reduced/real = hiera-tiny shapes)."""
-    from gsam2_video.models.random_sam2 import real_size_sam2_config, save_random_sam2, tiny_sam2_config
+    from random_sam2 import real_size_sam2_config, save_random_sam2, tiny_sam2_config
 
     out = cache_root() / f"sam2-{size}-seed{seed}"
     if not (out / "config.json").is_file():
@@ -162,7 +165,6 @@ def meta_checkpoint(image_size: int, seed: int = 0) -> Path:
     """
     out = cache_root() / f"meta-sam2.1-tiny-{image_size}-seed{seed}.pt"
     if not out.is_file():
-        sys.path.insert(0, str(REPO / "tests"))
         from sam2_reference import build_meta_predictor
 
         model = build_meta_predictor("tiny", image_size=image_size, seed=seed, weight_noise=0.05)
@@ -172,7 +174,6 @@ def meta_checkpoint(image_size: int, seed: int = 0) -> Path:
 
 def meta_video_predictor(image_size: int, seed: int = 0, fill_hole_area: int = 8) -> Any:
     """Meta's SAM2VideoPredictor at ``image_size`` carrying the weights of :func:`meta_checkpoint`."""
-    sys.path.insert(0, str(REPO / "tests"))
     from sam2_reference import build_meta_predictor
 
     ckpt = meta_checkpoint(image_size, seed)

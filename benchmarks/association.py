@@ -12,7 +12,9 @@ a while, then loses it). A re-conditioned track starts afresh. Detector outputs 
 frames where it detects.
 
 Methods:
-  ours          associate() + TrackRegistry + KeyframePolicy (interval K plus object-score trigger)
+  ours          associate() + TrackRegistry + KeyframePolicy (interval K plus object-score trigger), as the
+                pipeline drives them: visible boxes observed every frame (lost-frame count, last box, motion
+                prediction; 30 fps assumed), only confirmed tracks trigger keyframes and are emitted
   ours_fixed_k  the same with the score trigger off: keyframes exactly every K frames, like the baseline
   gsam2         Grounded-SAM-2's continuous-ID procedure (grounded_sam2_tracking_demo_with_continuous_id.py
                 and utils/mask_dictionary_model.py, re-implemented from their description): every K frames
@@ -241,14 +243,14 @@ def tight_boxes(masks: np.ndarray) -> np.ndarray:
 def run_ours(world: list[Obj], seed: int, frames: int, k: int, adaptive: bool, noise: Noise, h: int, w: int,
              config: AssociationConfig) -> tuple[list[dict[int, np.ndarray]], int]:
     prop = SimPropagator({o.oid: o for o in world}, noise, np.random.default_rng([seed, 1]), h, w)
-    registry = TrackRegistry(config)
+    registry = TrackRegistry(config, fps=30.0)
     policy = KeyframePolicy(KeyframeConfig(detect_every=k, score_trigger=adaptive, scene_cut_threshold=None))
     out, n_kf = [], 0
-    last_box: dict[int, np.ndarray] = {}  # where each track was last visible (the pipeline keeps these)
     for t in range(frames):
         prop.step()
         masks = prop.masks_at(t)
-        is_kf, _ = policy.is_keyframe(None, {tid: (1.0 if m.any() else -1.0) for tid, m in masks.items()})
+        is_kf, _ = policy.is_keyframe(None, registry.trigger_scores(
+            {tid: (1.0 if m.any() else -1.0) for tid, m in masks.items()}))
         if is_kf:
             n_kf += 1
             dets = detect(world, t, seed, noise, h, w)
@@ -256,9 +258,9 @@ def run_ours(world: list[Obj], seed: int, frames: int, k: int, adaptive: bool, n
             tm = np.stack([masks[i] for i in ids]) if ids else np.zeros((0, h, w), bool)
             dm = np.stack([d.mask for d in dets]) if dets else np.zeros((0, h, w), bool)
             scores = [d.score for d in dets]
-            lost_boxes = np.stack([last_box.get(i, np.zeros(4, np.float32)) for i in ids]) if ids else None
             res = associate(ids, torch.from_numpy(tm), tight_boxes(tm), None, torch.from_numpy(dm),
-                            tight_boxes(dm), None, config, det_scores=scores, lost_boxes=lost_boxes)
+                            tight_boxes(dm), None, config, det_scores=scores, lost_boxes=registry.lost_boxes(ids),
+                            predicted_boxes=registry.predicted_boxes(ids, t))
             upd = registry.on_keyframe(res, scores, [0] * len(dets), None,
                                        {i: bool(masks[i].any()) for i in ids}, t)
             for tid in upd.removed:
@@ -267,9 +269,9 @@ def run_ours(world: list[Obj], seed: int, frames: int, k: int, adaptive: bool, n
                 prop.condition(tid, dets[j], t)
             masks = prop.masks_at(t)
         visible = {tid: m for tid, m in masks.items() if m.any()}
-        for tid, b in zip(visible, tight_boxes(np.stack(list(visible.values())) if visible else np.zeros((0, h, w)))):
-            last_box[tid] = b
-        out.append(visible)
+        registry.observe(t, dict(zip(visible, tight_boxes(np.stack(list(visible.values())) if visible
+                                                          else np.zeros((0, h, w))))))
+        out.append({tid: m for tid, m in visible.items() if registry.emittable(tid)})  # as the pipeline emits
     return out, n_kf
 
 

@@ -7,7 +7,10 @@ give a contested pixel to the object with the highest logit.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
+import torch.nn.functional as F
 
 
 def non_overlapping_masks(logits: torch.Tensor, threshold: float = 0.0) -> torch.Tensor:
@@ -43,18 +46,102 @@ def non_overlapping_masks(logits: torch.Tensor, threshold: float = 0.0) -> torch
 
 def masks_to_boxes(masks: torch.Tensor) -> torch.Tensor:
     """N x H x W bool -> N x 4 float32 tight xyxy boxes (pixel edges: x2 = last column + 1); empty -> zeros."""
-    n, h, w = masks.shape
-    if n == 0:
+    if masks.shape[0] == 0:
         return torch.zeros((0, 4), dtype=torch.float32, device=masks.device)
-    rows = masks.any(dim=2)  # N x H
-    cols = masks.any(dim=1)  # N x W
-    present = rows.any(dim=1)
-    ys = torch.arange(h, device=masks.device)
-    xs = torch.arange(w, device=masks.device)
+    return _extent_boxes(masks.any(dim=2), masks.any(dim=1)).to(torch.float32)
+
+
+#: objects upsampled to video resolution at once while composing (bounds the float temporaries)
+COMPOSE_CHUNK = 8
+
+
+def label_dtype(max_id: int) -> torch.dtype:
+    """The smallest label-map dtype for ids up to ``max_id``: uint8, uint16 above 255, int32 above 65535."""
+    return torch.uint8 if max_id <= 255 else torch.uint16 if max_id <= 65535 else torch.int32
+
+
+@dataclass
+class ComposedFrame:
+    """One frame's tracks, composed on the model's device.
+
+    ``labels``: H x W track id per pixel (0 = background; uint8, uint16 above id 255); ``stats``: N x 6
+    int32 rows ``[x1, y1, x2, y2, area, score bits]`` following ``obj_ids`` (tight mask box with x2/y2 =
+    last column/row + 1, zeros when empty; the object score's float32 bit pattern), so the host needs one
+    small array besides the label map.
+    """
+
+    obj_ids: list[int]
+    labels: torch.Tensor
+    stats: torch.Tensor
+
+
+def compose_frame(low_res: torch.Tensor, obj_ids: list[int], height: int, width: int, threshold: float,
+                  object_scores: torch.Tensor | None = None) -> ComposedFrame:
+    """Low-res logits of N objects -> the video-size label map and per-track boxes, areas and scores.
+
+    Equal to thresholding the bilinear upsampling of every object's logits and resolving overlaps with
+    :func:`non_overlapping_masks` (a pixel goes to the highest logit, ties to the lower index): the
+    winner is the running argmax over objects, and a pixel is foreground iff that maximum exceeds the
+    threshold. Objects are upsampled a few at a time, so no N x H x W float tensor exists at once.
+    Everything stays on ``low_res``'s device; nothing here reads back to the host.
+    """
+    n = len(obj_ids)
+    dev = low_res.device
+    if low_res.ndim != 4 or low_res.shape[0] != n or low_res.shape[1] != 1:
+        raise ValueError(f"expected {n} x 1 x h x w low-res logits, got shape {tuple(low_res.shape)}")
+    compact = torch.zeros((height, width), dtype=torch.int64, device=dev)
+    if n:
+        best: torch.Tensor | None = None
+        for i in range(0, n, COMPOSE_CHUNK):
+            up = F.interpolate(low_res[i:i + COMPOSE_CHUNK].float(), size=(height, width), mode="bilinear",
+                               align_corners=False)[:, 0]
+            cmax, carg = up.max(dim=0)  # first maximal index on ties
+            if best is None:
+                best, compact = cmax, carg
+            else:
+                better = cmax > best  # strict: ties stay with the earlier (lower-index) object
+                compact = torch.where(better, carg + i, compact)
+                best = torch.maximum(best, cmax)
+        assert best is not None
+        compact = torch.where(best > threshold, compact + 1, torch.zeros_like(compact))  # 0 bg, k+1 object k
+    lut = torch.tensor([0, *obj_ids], dtype=torch.int32, device=dev)
+    labels = lut[compact].to(label_dtype(max(obj_ids, default=0)))
+    stats = torch.zeros((n, 6), dtype=torch.int32, device=dev)
+    if n:
+        areas = torch.bincount(compact.reshape(-1), minlength=n + 1)[1:]
+        rows = torch.zeros((n + 1, height), dtype=torch.bool, device=dev)
+        cols = torch.zeros((n + 1, width), dtype=torch.bool, device=dev)
+        rows[compact, torch.arange(height, device=dev).view(-1, 1)] = True
+        cols[compact, torch.arange(width, device=dev).view(1, -1)] = True
+        stats[:, :4] = _extent_boxes(rows[1:], cols[1:]).to(torch.int32)
+        stats[:, 4] = areas.to(torch.int32)
+        if object_scores is not None:
+            stats[:, 5] = object_scores.reshape(-1).to(torch.float32).view(torch.int32)
+    return ComposedFrame(list(obj_ids), labels, stats)
+
+
+def _extent_boxes(rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
+    """N x H row occupancy and N x W column occupancy -> N x 4 xyxy boxes as masks_to_boxes gives them."""
+    n, h = rows.shape
+    w = cols.shape[1]
+    ys = torch.arange(h, device=rows.device)
+    xs = torch.arange(w, device=rows.device)
     big = torch.iinfo(torch.int64).max
     y1 = torch.where(rows, ys, big).min(dim=1).values
     y2 = torch.where(rows, ys, -1).max(dim=1).values + 1
     x1 = torch.where(cols, xs, big).min(dim=1).values
     x2 = torch.where(cols, xs, -1).max(dim=1).values + 1
-    boxes = torch.stack([x1, y1, x2, y2], dim=1).to(torch.float32)
-    return torch.where(present[:, None], boxes, torch.zeros_like(boxes))
+    boxes = torch.stack([x1, y1, x2, y2], dim=1)
+    return torch.where(rows.any(dim=1)[:, None], boxes, torch.zeros_like(boxes))
+
+
+def video_masks(low_res: torch.Tensor, height: int, width: int, threshold: float,
+                per_step: int = COMPOSE_CHUNK) -> torch.Tensor:
+    """K x 1 x h x w low-res logits -> K x H x W bool masks (bilinear upsampling > threshold), on their
+    device, a few at a time so no K x H x W float tensor exists at once."""
+    out = torch.empty((low_res.shape[0], height, width), dtype=torch.bool, device=low_res.device)
+    for i in range(0, low_res.shape[0], per_step):
+        up = F.interpolate(low_res[i:i + per_step].float(), size=(height, width), mode="bilinear",
+                           align_corners=False)[:, 0]
+        torch.gt(up, threshold, out=out[i:i + per_step])
+    return out

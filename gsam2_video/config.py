@@ -14,8 +14,16 @@ from .errors import ConfigError
 DEFAULT_DETECTOR = "IDEA-Research/grounding-dino-tiny"
 DEFAULT_SAM2 = "facebook/sam2.1-hiera-tiny"
 
-Device = Literal["auto", "cpu", "cuda"]
+Device = str  # "auto", "cpu", "cuda" or "cuda:N"
 DType = Literal["auto", "fp32", "bf16", "fp16"]
+
+
+def valid_device(device: str) -> bool:
+    """auto, cpu, cuda or cuda:N (N a non-negative integer)."""
+    if device in ("auto", "cpu", "cuda"):
+        return True
+    head, _, index = device.partition(":")
+    return head == "cuda" and index.isdigit()
 
 
 def _check(cond: bool, msg: str) -> None:
@@ -66,30 +74,57 @@ class PropagatorConfig:
 
 @dataclass
 class AssociationConfig:
-    """Keyframe detection <-> live track matching and track lifecycle."""
+    """Keyframe detection <-> live track matching and track lifecycle (see gsam2_video/tracking/lifecycle.py).
+
+    Defaults are chosen for the common case: a file or stream at 25-30 fps, ``--detect-every 10``, Grounding
+    DINO at its default box threshold.
+    """
 
     iou_threshold: float = 0.5  # minimum mask IoU for a match
     refresh_iou: float = 0.7  # a matched track below this takes the detection mask as a new prompt
     duplicate_coverage: float = 0.6  # unmatched detection this much inside a live track is ignored
     class_aware: bool = False
-    max_missed_keyframes: int = 3  # invisible tracks missed this many keyframes in a row are removed
+    # occlusion tolerance, in source frames: a track SAM 2 cannot see (and no detection re-finds) for more than
+    # this many frames is ended; None = 2 seconds at the source's fps (60 frames when the fps is unknown)
+    max_lost_frames: int | None = None
+    # optional stricter rule: also end a track missed on this many keyframes in a row while invisible; None = off
+    max_missed_keyframes: int | None = None
     max_objects: int | None = None
     iou_max_side: int = 256  # masks are compared at a resolution whose long side is at most this
     weak_iou: float | None = 0.25  # 2nd pass: leftover visible track + detection at this IoU match (and refresh)
-    reacquire_iou: float | None = 0.3  # 3rd pass: a lost track takes a detection at this box IoU to its last box
+    # re-identification: a lost track takes a new detection whose box has this IoU with the box where it was
+    # last seen or with its constant-velocity prediction; None = off
+    reacquire_iou: float | None = 0.3
+    # confirmation: a new track is tentative (tracked, never emitted) until matched again on confirm_hits of
+    # the next confirm_window keyframes, or born from a detection scoring >= confirm_score; confirm_hits 0 = off
+    confirm_hits: int = 1
+    confirm_window: int = 2
+    confirm_score: float | None = 0.6
+    # a track SAM 2 still sees but no detection matches for this many keyframes in a row, while its class is
+    # detected elsewhere in the frame, is ended (a false positive SAM 2 holds on to); None = off
+    retire_unmatched_keyframes: int | None = 5
+    # two-stage matching: detections scoring below the detector's box threshold but at least this much only
+    # keep visible tracks alive (never start tracks); None = off
+    low_score_threshold: float | None = 0.2
 
     def validate(self) -> None:
         for name in ("iou_threshold", "refresh_iou", "duplicate_coverage"):
             v = getattr(self, name)
             _check(0.0 <= v <= 1.0, f"{name.replace('_', ' ')} must be in [0, 1], got {v}")
-        _check(self.max_missed_keyframes >= 1,
-               f"max missed keyframes must be >= 1, got {self.max_missed_keyframes}")
+        for name in ("max_missed_keyframes", "max_lost_frames", "retire_unmatched_keyframes"):
+            v = getattr(self, name)
+            _check(v is None or (isinstance(v, int) and v >= 1),
+                   f"{name.replace('_', ' ')} must be an integer >= 1 or None, got {v}")
         _check(self.max_objects is None or self.max_objects >= 1,
                f"max objects must be >= 1, got {self.max_objects}")
         _check(self.iou_max_side >= 16, f"association IoU max side must be >= 16, got {self.iou_max_side}")
-        for name in ("weak_iou", "reacquire_iou"):
+        for name in ("weak_iou", "reacquire_iou", "confirm_score", "low_score_threshold"):
             v = getattr(self, name)
             _check(v is None or 0.0 < v <= 1.0, f"{name.replace('_', ' ')} must be in (0, 1] or None, got {v}")
+        _check(self.confirm_hits >= 0, f"confirm hits must be >= 0, got {self.confirm_hits}")
+        _check(self.confirm_window >= max(1, self.confirm_hits),
+               f"confirm window must be >= max(1, confirm hits), got {self.confirm_window} "
+               f"(confirm hits {self.confirm_hits})")
 
 
 @dataclass
@@ -98,12 +133,16 @@ class KeyframeConfig:
 
     detect_every: int = 10
     min_gap: int = 2  # adaptive triggers fire at most this often
-    score_trigger: bool = True  # a live track's object score dropping below 0 triggers detection
+    score_trigger: bool = True  # a confirmed track's object score dropping below 0 triggers detection
+    # score-triggered keyframes are at least this many frames apart, so they cannot chain; None = detect_every
+    score_trigger_gap: int | None = None
     scene_cut_threshold: float | None = 0.5  # histogram distance that counts as a cut; None disables
 
     def validate(self) -> None:
         _check(self.detect_every >= 1, f"--detect-every must be >= 1, got {self.detect_every}")
         _check(self.min_gap >= 1, f"keyframe min gap must be >= 1, got {self.min_gap}")
+        _check(self.score_trigger_gap is None or self.score_trigger_gap >= 1,
+               f"score trigger gap must be >= 1 or None, got {self.score_trigger_gap}")
         _check(self.scene_cut_threshold is None or 0.0 < self.scene_cut_threshold <= 1.0,
                f"scene cut threshold must be in (0, 1], got {self.scene_cut_threshold}")
 
@@ -118,10 +157,11 @@ class TrackerConfig:
     keyframes: KeyframeConfig = field(default_factory=KeyframeConfig)
     device: Device = "auto"
     dtype: DType = "auto"  # bf16 where the hardware has it, else fp32 (models.loading.resolve_dtype)
+    tf32: bool = True  # fp32 matmuls/convolutions on CUDA Ampere+ use TF32; False = strict fp32 (parity)
     mode: Literal["auto", "live", "offline"] = "auto"
 
     def validate(self) -> None:
-        _check(self.device in ("auto", "cpu", "cuda"), f"device must be auto, cpu or cuda, got {self.device!r}")
+        _check(valid_device(self.device), f"device must be auto, cpu, cuda or cuda:N, got {self.device!r}")
         _check(self.dtype in ("auto", "fp32", "bf16", "fp16"),
                f"dtype must be auto, fp32, bf16 or fp16, got {self.dtype!r}")
         _check(self.mode in ("auto", "live", "offline"), f"mode must be auto, live or offline, got {self.mode!r}")

@@ -24,7 +24,7 @@ import colorsys
 import cv2
 import numpy as np
 
-from .labelmap import label_dtype, track_boxes
+from .labelmap import resolved_label_map, track_boxes
 from .types import FrameResult
 
 _GOLDEN = 0.618033988749895
@@ -169,7 +169,7 @@ def annotate(image: np.ndarray, result: FrameResult, *, alpha: float = 0.5, outl
     if len(result) == 0:
         return np.array(img, copy=True, order="C")
     if label_map is None:
-        label_map = result.label_map(label_dtype(int(result.track_ids.max())))
+        label_map = resolved_label_map(result)  # the pipeline's own map; masks painted by score otherwise
     if boxes_xywh is None:
         boxes_xywh, _ = track_boxes(label_map, result.track_ids, result.boxes)
     out = overlay(img, label_map, result.track_ids, result.scores, alpha=alpha,

@@ -32,14 +32,18 @@ def label_dtype(max_id: int) -> type[np.integer]:
 def resolved_label_map(result: Any) -> np.ndarray:
     """The result's label map with overlaps resolved by score (ties: lower id), in :func:`label_dtype`.
 
-    A result that already carries a label map (``result.labels``, H x W, non-overlapping by construction)
-    is used as it is (as a contiguous array of the smallest dtype); otherwise its masks are painted.
+    A result that was built from a label map (``FrameResult(..., labels=...)``, non-overlapping by
+    construction) gives that map as it is; one built from masks has them painted.
     """
     ids = np.asarray(result.track_ids, np.int64)
     dtype = label_dtype(int(ids.max()) if len(ids) else 0)
-    native = getattr(result, "labels", None)
+    # A result built from a label map (the pipeline's) holds no masks until someone asks for them: its map
+    # is the truth and cannot overlap. A result built from masks (user code, tests) may overlap, and its
+    # derived ``labels`` let the last track win, so it is painted here by score instead.
+    native = getattr(result, "_labels", None) if getattr(result, "_masks", None) is None else None
     if isinstance(native, np.ndarray) and native.shape == (result.height, result.width):
-        return np.ascontiguousarray(native, dtype=dtype)
+        keep = native.dtype if native.dtype in (np.uint8, np.uint16, np.int32) else dtype
+        return np.ascontiguousarray(native, dtype=keep)
     out = np.zeros((result.height, result.width), dtype)
     if len(ids) == 0:
         return out

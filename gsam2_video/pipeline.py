@@ -20,16 +20,19 @@ from typing import Any
 import numpy as np
 import torch
 
-from .compose import masks_to_boxes, non_overlapping_masks
+from .compose import compose_frame, masks_to_boxes, video_masks
 from .config import DEFAULT_DETECTOR, DEFAULT_SAM2, DetectorConfig, PropagatorConfig, TrackerConfig
 from .errors import ConfigError
-from .models.loading import precision_name
+from .models.loading import precision_name, resolve_device, set_tf32
 from .prompts import Prompt, parse_prompt
-from .tracking.association import associate
+from .protocols import Detector, SegmentationModel, SegmentationSession, TunableDetector
 from .tracking.backfill import BackfillBuffer, PendingFrame
 from .tracking.keyframes import KeyframePolicy
 from .tracking.lifecycle import TrackRegistry
-from .types import FrameResult, VideoInfo
+from .tracking.two_stage import associate_two_stage, split_scores
+from .transfer import to_host
+from .types import Frame, FrameResult, VideoInfo
+from .upload import frames_on_device
 
 log = logging.getLogger("gsam2_video")
 
@@ -89,9 +92,17 @@ class TrackingRun:
         self.info: VideoInfo = source.info
         self.live = config.mode == "live" or (config.mode == "auto" and self.info.is_live)
         detector = tracker.detector
-        if getattr(detector, "config", None) is not None and detector.config != config.detector:
-            detector = detector.with_thresholds(config.detector)
-        self.detector = detector
+        # two-stage matching: the detector runs at the low threshold; detections between it and the box
+        # threshold only keep visible tracks alive (tracking/two_stage.py)
+        det_config = config.detector
+        low = config.association.low_score_threshold
+        if low is not None and low < det_config.box_threshold:
+            det_config = replace(det_config, box_threshold=low)
+        if isinstance(detector, TunableDetector) and detector.config != det_config:
+            detector = detector.with_thresholds(det_config)
+        self.detector: Detector = detector
+        self.sam2: SegmentationModel = tracker.propagator
+        self.session: SegmentationSession | None = None  # this run's own; created at the first frame
         self.stats = RunStats()
         self._gen: Iterator[FrameResult] | None = None
         self._held: tuple[BackfillBuffer, TrackRegistry] | None = None  # for drain() after an interruption
@@ -129,47 +140,48 @@ class TrackingRun:
     # -- the loop -------------------------------------------------------------------------------------
     def _run(self) -> Iterator[FrameResult]:
         cfg = self.config
-        prop = self.tracker.propagator
         policy = KeyframePolicy(cfg.keyframes)
-        registry = TrackRegistry(cfg.association)
+        registry = TrackRegistry(cfg.association, fps=self.info.fps)  # [issue 14] fps sizes max_lost_frames
         buffer = BackfillBuffer(0 if self.live else cfg.keyframes.detect_every)
         self._held = (buffer, registry)
         stats = self.stats
-        session_size: tuple[int, int] | None = None
         with self.source:
-            frames = iter(self.source)
+            frames = frames_on_device(iter(self.source), self.sam2.device)
             while True:
                 with _Timer(stats, "decode_wait"):
-                    frame = next(frames, None)
-                if frame is None:
+                    item = next(frames, None)
+                if item is None:
                     break
+                frame, on_device = item
                 stats.frames_read += 1
-                if session_size is None:
-                    session_size = (frame.height, frame.width)
-                    # the length (when known) fixes SAM 2's object-pointer position scale as Meta's predictor sets it;
-                    # a one-frame video has no pointers to place
+                if self.session is None:
+                    # the length (when known) fixes SAM 2's object-pointer position scale as Meta's predictor
+                    # sets it; a one-frame video has no pointers to place
                     n = self.info.frame_count
-                    prop.reset(frame.height, frame.width, num_frames=n if n is not None and n >= 2 else None)
+                    self.session = self.sam2.new_session(frame.height, frame.width,
+                                                         num_frames=n if n is not None and n >= 2 else None)
+                session = self.session
                 with _Timer(stats, "encode"):
-                    feats = prop.encode(frame.image, frame.index)
+                    feats = session.encode(frame.image if on_device is None else on_device, frame.index)
                 with _Timer(stats, "propagate"):
-                    tracked = prop.propagate(feats)
-                scores = {int(i): float(s) for i, s in zip(tracked.obj_ids, tracked.object_scores.tolist())}
-                is_key, reason = policy.is_keyframe(frame.image, scores)
+                    tracked = session.propagate(feats)
+                    # read 1 of 2 on the device: the object scores decide score-triggered keyframes
+                    scores = dict(zip(tracked.obj_ids, tracked.object_scores.tolist()))
+                # only confirmed tracks can trigger a keyframe
+                is_key, reason = policy.is_keyframe(frame.image, registry.trigger_scores(scores))
                 born: list[tuple[int, torch.Tensor]] = []
                 if is_key:
                     stats.keyframes += 1
                     stats.keyframe_reasons[reason] += 1
-                    born = self._keyframe(frame.image, feats, tracked, scores, registry)
+                    born = self._keyframe(frame, feats, tracked, scores, registry)
                 with _Timer(stats, "commit"):
-                    out = prop.commit(feats)
-                    masks = non_overlapping_masks(out.logits.float(), prop.config.mask_threshold).cpu()
-                    labels = torch.zeros(masks.shape[1:], dtype=torch.int32)
-                    for tid, m in zip(out.obj_ids, masks):
-                        labels[m] = int(tid)
-                    registry.observe(frame.index, dict(zip(out.obj_ids, masks_to_boxes(masks).numpy())))
+                    out = session.commit(feats)
+                    composed = compose_frame(out.low_res, out.obj_ids, frame.height, frame.width,
+                                             self.sam2.mask_threshold, out.object_scores)
+                    host = to_host(composed)  # read 2 of 2: label map + per-track array, one copy
+                    registry.observe(frame.index, host.boxes_by_id())
                 pending = PendingFrame(frame.index, frame.timestamp, frame.image if self.keep_images else None,
-                                       feats if buffer.lag else None, labels,
+                                       feats if buffer.lag else None, host,
                                        {int(t): _snapshot(registry, int(t)) for t in out.obj_ids}, is_key)
                 if born and buffer.lag:
                     with _Timer(stats, "backfill"):
@@ -179,53 +191,67 @@ class TrackingRun:
             for ready in buffer.drain():
                 yield self._emit(ready, registry)
 
-    def _keyframe(self, image: np.ndarray, feats: Any, tracked: Any, scores: dict[int, float],
+    def _keyframe(self, frame: Frame, feats: Any, tracked: Any, scores: dict[int, float],
                   registry: TrackRegistry) -> list[tuple[int, torch.Tensor]]:
-        """Detect, associate and apply the lifecycle update; returns (track id, mask) of tracks born here."""
-        det, prop, stats = self.detector, self.tracker.propagator, self.stats
+        """Detect, associate and apply the lifecycle update; returns (track id, mask) of the tracks born here
+        confirmed (the ones to back-fill).
+
+        Masks stay on the model's device: association compares them there (the mask IoU kernel on CUDA)
+        and prompts go back to SAM 2 without a host round trip; only boxes and the IoU matrices (small)
+        are read on the host.
+        """
+        det, session, stats = self.detector, self.session, self.stats
+        threshold = self.sam2.mask_threshold
+        high = self.config.detector.box_threshold
+        assert session is not None
         with _Timer(stats, "detect"):
-            dets = det.detect(image, self.prompt)
-        stats.detections += len(dets)
-        det_masks = torch.zeros((0, *image.shape[:2]), dtype=torch.bool)
+            dets = det.detect(frame.image, self.prompt, frame_index=frame.index)
+        stats.detections += len(split_scores(dets.scores, high, self.config.association)[0])
+        det_masks = torch.zeros((0, frame.height, frame.width), dtype=torch.bool, device=self.sam2.device)
         if len(dets):
             with _Timer(stats, "segment_boxes"):
-                boxed = prop.segment_boxes(feats, dets.boxes)
+                boxed = session.segment_boxes(feats, dets.boxes)
                 dets = dets.select(np.asarray(boxed.keep))
-                det_masks = boxed.masks(prop.config.mask_threshold).cpu()
+                det_masks = boxed.masks(threshold)
         with _Timer(stats, "associate"):
             track_ids = [int(t) for t in tracked.obj_ids]
-            track_masks = (tracked.logits > prop.config.mask_threshold).cpu()
-            result = associate(
-                track_ids, track_masks, masks_to_boxes(track_masks).numpy(),
+            track_masks = video_masks(tracked.low_res, frame.height, frame.width, threshold)
+            # two-stage matching; lost tracks re-identified by last box or constant-velocity prediction
+            result = associate_two_stage(
+                track_ids, track_masks, masks_to_boxes(track_masks).cpu().numpy(),
                 np.array([registry.tracks[t].class_id for t in track_ids], dtype=np.int64),
-                det_masks, masks_to_boxes(det_masks).numpy(), dets.class_ids, self.config.association,
-                det_scores=dets.scores, lost_boxes=registry.lost_boxes(track_ids))
+                det_masks, masks_to_boxes(det_masks).cpu().numpy(), dets.class_ids, dets.scores,
+                self.config.association, high_score=high, lost_boxes=registry.lost_boxes(track_ids),
+                predicted_boxes=registry.predicted_boxes(track_ids, frame.index))
             visible = {t: scores.get(t, -1.0) > 0 for t in track_ids}
             update = registry.on_keyframe(result, dets.scores, dets.class_ids, dets.labels, visible,
                                           tracked.frame_idx)
         born = []
         with _Timer(stats, "prompt"):
             for tid in update.removed:
-                prop.remove(tid)
+                session.remove(tid)
             for tid, di in update.refresh:
-                prop.refresh(tid, feats, det_masks[di])
+                session.refresh(tid, feats, det_masks[di])
             for tid, di in update.created:
-                prop.add_object(tid, feats, mask=det_masks[di])
-                born.append((tid, det_masks[di]))
+                session.add_object(tid, feats, mask=det_masks[di])
+                if registry.is_confirmed(tid):  # back-fill only confirmed tracks
+                    born.append((tid, det_masks[di]))
         stats.tracks_created += len(update.created)
         stats.tracks_removed += len(update.removed)
         return born
 
     def _backfill(self, born: list[tuple[int, torch.Tensor]], feats: Any, buffer: BackfillBuffer,
                   registry: TrackRegistry) -> None:
-        prop = self.tracker.propagator
+        session = self.session
+        assert session is not None
         past = buffer.newest_first()
         if not past:
             return
+        threshold = self.sam2.mask_threshold
         for tid, mask in born:
-            logits = prop.backfill(tid, feats, mask, [p.features for p in past])
-            for frame, lg in zip(past, logits):
-                got = non_overlapping_masks(lg.float().unsqueeze(0), prop.config.mask_threshold)[0].cpu()
+            outs = session.backfill(tid, feats, mask, [p.features for p in past])
+            for frame, out in zip(past, outs):
+                got = video_masks(out.low_res, out.height, out.width, threshold)[0].cpu().numpy()
                 if not got.any():
                     break  # the object was not there yet; earlier frames cannot gain it either
                 if buffer.paint(frame, tid, got, _snapshot(registry, tid)):
@@ -233,20 +259,24 @@ class TrackingRun:
 
     def _emit(self, p: PendingFrame, registry: TrackRegistry) -> FrameResult:
         with _Timer(self.stats, "emit"):
-            # every id painted into this frame has a snapshot; ids whose pixels all went to others drop out
-            cand = torch.tensor(sorted(p.scores), dtype=p.labels.dtype)
-            masks = p.labels.unsqueeze(0) == cand.view(-1, 1, 1)
-            present = masks.flatten(1).any(dim=1)
-            ids, masks = cand[present], masks[present]
-            boxes = masks_to_boxes(masks).numpy()
-            id_list = [int(i) for i in ids]
+            host = p.host
+            # tracks with pixels, by id; ids whose pixels all went to others drop out; tentative (not yet
+            # confirmed) and discarded tracks are never shown: their pixels become background
+            order = sorted(range(len(host.obj_ids)), key=lambda k: host.obj_ids[k])
+            shown = [k for k in order if registry.emittable(host.obj_ids[k])]
+            hidden = [host.obj_ids[k] for k in order if host.areas[k] > 0 and not registry.emittable(host.obj_ids[k])]
+            labels = host.labels
+            if hidden:
+                labels = np.where(np.isin(labels, hidden), 0, labels).astype(labels.dtype)
+            rows = [k for k in shown if host.areas[k] > 0]
+            id_list = [host.obj_ids[k] for k in rows]
             # live tracks report their current (voted) class; retired ones what they had at commit
             meta = [_snapshot(registry, t) if t in registry else p.scores[t] for t in id_list]
             class_ids = [m[0] for m in meta]
             result = FrameResult(
-                frame_index=p.index, timestamp=p.timestamp, height=int(p.labels.shape[0]),
-                width=int(p.labels.shape[1]), track_ids=np.array(id_list, np.int64), masks=masks.numpy(),
-                boxes=boxes, scores=np.array([m[1] for m in meta], np.float32),
+                frame_index=p.index, timestamp=p.timestamp, height=int(host.labels.shape[0]),
+                width=int(host.labels.shape[1]), track_ids=np.array(id_list, np.int64), labels=labels,
+                boxes=host.boxes[rows], areas=host.areas[rows], scores=np.array([m[1] for m in meta], np.float32),
                 class_ids=np.array(class_ids, np.int64),
                 class_names=[self.prompt.classes[c] for c in class_ids], image=p.image,
                 is_keyframe=p.is_keyframe)
@@ -263,17 +293,21 @@ def _snapshot(registry: TrackRegistry, track_id: int) -> tuple[int, float]:
 class Tracker:
     """Grounding DINO + SAM 2 tracker. Build once (models load once), then ``track`` any number of sources."""
 
-    def __init__(self, detector: Any, propagator: Any, config: TrackerConfig | None = None) -> None:
+    def __init__(self, detector: Detector, propagator: SegmentationModel,
+                 config: TrackerConfig | None = None) -> None:
+        if not isinstance(detector, Detector):
+            raise ConfigError(f"detector {type(detector).__name__} has no detect(image, prompt, frame_index)")
+        if not isinstance(propagator, SegmentationModel):
+            raise ConfigError(f"propagator {type(propagator).__name__} is not a segmentation model "
+                              "(needs new_session(height, width, num_frames), device, mask_threshold)")
         self.detector = detector
         self.propagator = propagator
         config = replace(config) if config is not None else TrackerConfig()
         # the loaded models' own settings are the truth; the config records them (run.json, overrides)
-        if isinstance(getattr(detector, "config", None), DetectorConfig):
+        if isinstance(detector, TunableDetector):
             config.detector = detector.config
-        if isinstance(getattr(propagator, "config", None), PropagatorConfig):
-            config.propagator = propagator.config
-        if hasattr(propagator, "amp_dtype"):  # 'auto' recorded as what it resolved to on this machine
-            config.dtype = precision_name(propagator.amp_dtype)  # type: ignore[assignment]
+        config.propagator = propagator.config
+        config.dtype = precision_name(propagator.amp_dtype)  # type: ignore[assignment]  # 'auto' as resolved
         config.validate()
         self.config = config
 
@@ -281,16 +315,21 @@ class Tracker:
     def from_pretrained(cls, detector: str | Path = DEFAULT_DETECTOR, sam2: str | Path = DEFAULT_SAM2,
                         device: str = "auto", dtype: str = "auto",
                         config: TrackerConfig | None = None) -> Tracker:
-        """Load both models by hub id, save_pretrained directory, cached id or Meta .pt checkpoint (SAM 2)."""
+        """Load both models (hub id, save_pretrained directory, cached id; SAM 2 also a Meta .pt checkpoint)
+        on ``device`` (auto, cpu, cuda or cuda:N) at ``dtype`` (auto, fp32, bf16, fp16).
+
+        ``config.tf32`` (default True) lets fp32 matmuls use TF32 on CUDA Ampere+; False is strict fp32.
+        """
         from .models.detector import Detector
-        from .models.propagator import Sam2Propagator
+        from .models.sam2_model import Sam2Model
 
         config = replace(config) if config is not None else TrackerConfig()
         config.detector.model, config.propagator.model = str(detector), str(sam2)
         config.device, config.dtype = device, dtype  # type: ignore[assignment]
         config.validate()
+        set_tf32(resolve_device(device), config.tf32)
         det = Detector.from_pretrained(str(detector), config.detector, device=device, dtype=dtype)
-        prop = Sam2Propagator.from_pretrained(str(sam2), config.propagator, device=device, dtype=dtype)
+        prop = Sam2Model.from_pretrained(str(sam2), config.propagator, device=device, dtype=dtype)
         return cls(det, prop, config)
 
     def track(self, source: Any, prompt: str | Prompt, *, mode: str | None = None, keep_images: bool = False,

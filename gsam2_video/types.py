@@ -86,39 +86,77 @@ class Detections:
                           [self.labels[i] for i in idx] if self.labels else [])
 
 
-@dataclass
 class FrameResult:
     """Everything known about one decoded frame after tracking.
+
+    The pipeline hands over the frame's label map (``labels``: track id per pixel, 0 = background, uint8 or
+    uint16 above id 255) with small per-track arrays; per-track ``masks`` are derived from it on first
+    access, so a consumer that only needs the label map (PNG masks, drawing, RLE) never builds N x H x W
+    masks. Built from ``masks`` instead (user code, tests), the label map is derived on first access.
 
     Invariants (kept by the pipeline, relied on by sinks): masks do not overlap, track ids are >= 1 and unique
     within the frame, arrays share their first dimension.
     """
 
-    frame_index: int
-    timestamp: float
-    height: int
-    width: int
-    track_ids: np.ndarray  # N int64, >= 1
-    masks: np.ndarray  # N x H x W bool
-    boxes: np.ndarray  # N x 4 float32 xyxy (tight box of the mask)
-    scores: np.ndarray  # N float32
-    class_ids: np.ndarray  # N int64
-    class_names: list[str]
-    image: np.ndarray | None = None  # the RGB frame, kept only when a sink needs pixels
-    is_keyframe: bool = False
-
-    def __post_init__(self) -> None:
-        self.track_ids = np.asarray(self.track_ids, dtype=np.int64).reshape(-1)
+    def __init__(self, frame_index: int, timestamp: float, height: int, width: int, track_ids: Any,
+                 masks: np.ndarray | None = None, boxes: Any = None, scores: Any = None, class_ids: Any = None,
+                 class_names: list[str] | None = None, image: np.ndarray | None = None,
+                 is_keyframe: bool = False, *, labels: np.ndarray | None = None,
+                 areas: np.ndarray | None = None) -> None:
+        self.frame_index = frame_index
+        self.timestamp = timestamp
+        self.height = height
+        self.width = width
+        self.image = image  # the RGB frame, kept only when a sink needs pixels
+        self.is_keyframe = is_keyframe
+        self.track_ids = np.asarray(track_ids, dtype=np.int64).reshape(-1)
         n = len(self.track_ids)
-        self.masks = np.asarray(self.masks, dtype=bool).reshape(n, self.height, self.width)
-        self.boxes = np.asarray(self.boxes, dtype=np.float32).reshape(n, 4)
-        self.scores = np.asarray(self.scores, dtype=np.float32).reshape(n)
-        self.class_ids = np.asarray(self.class_ids, dtype=np.int64).reshape(n)
+        if (masks is None) == (labels is None):
+            raise ValueError("FrameResult needs exactly one of masks= or labels=")
+        self._masks = None if masks is None else np.asarray(masks, dtype=bool).reshape(n, height, width)
+        if labels is not None and tuple(labels.shape) != (height, width):
+            raise ValueError(f"FrameResult labels must be {height}x{width}, got {tuple(labels.shape)}")
+        self._labels = labels
+        self._areas = None if areas is None else np.asarray(areas, dtype=np.int64).reshape(n)
+        self.boxes = np.asarray(boxes if boxes is not None else np.zeros((n, 4)), dtype=np.float32).reshape(n, 4)
+        self.scores = np.asarray(scores if scores is not None else np.zeros(n), dtype=np.float32).reshape(n)
+        self.class_ids = np.asarray(class_ids if class_ids is not None else np.zeros(n),
+                                    dtype=np.int64).reshape(n)
+        self.class_names = list(class_names) if class_names is not None else []
         if len(self.class_names) != n:
             raise ValueError("FrameResult.class_names must have one entry per track")
 
     def __len__(self) -> int:
         return len(self.track_ids)
+
+    def __repr__(self) -> str:
+        return (f"FrameResult(frame_index={self.frame_index}, timestamp={self.timestamp}, "
+                f"size={self.width}x{self.height}, track_ids={self.track_ids.tolist()}, "
+                f"class_names={self.class_names}, is_keyframe={self.is_keyframe})")
+
+    @property
+    def masks(self) -> np.ndarray:
+        """N x H x W bool, one per track (derived from the label map on first access, then kept)."""
+        if self._masks is None:
+            assert self._labels is not None
+            self._masks = self._labels[None] == self.track_ids.astype(self._labels.dtype)[:, None, None]
+        return self._masks
+
+    @property
+    def labels(self) -> np.ndarray:
+        """H x W track id per pixel, 0 = background (shared, do not modify; ``label_map()`` gives a copy)."""
+        if self._labels is None:
+            top = int(self.track_ids.max(initial=0))
+            dtype = np.uint8 if top <= 255 else np.uint16 if top <= 65535 else np.int32
+            self._labels = self.label_map(dtype)
+        return self._labels
+
+    @property
+    def areas(self) -> np.ndarray:
+        """N int64 pixel counts of each track's mask."""
+        if self._areas is None:
+            self._areas = self.masks.reshape(len(self), -1).sum(axis=1).astype(np.int64)
+        return self._areas
 
     @classmethod
     def empty(cls, frame_index: int, timestamp: float, height: int, width: int,
@@ -128,7 +166,9 @@ class FrameResult:
                    np.zeros(0, np.float32), np.zeros(0, np.int64), [], image)
 
     def label_map(self, dtype: np.dtype | type = np.int32) -> np.ndarray:
-        """H x W array: track id per pixel, 0 for background (masks are non-overlapping by invariant)."""
+        """H x W array (a new one): track id per pixel, 0 for background (masks never overlap)."""
+        if self._labels is not None:
+            return self._labels.astype(dtype)
         out = np.zeros((self.height, self.width), dtype=dtype)
         for tid, mask in zip(self.track_ids, self.masks):
             out[mask] = tid

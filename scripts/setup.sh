@@ -15,6 +15,11 @@ $VPIP install -q -c constraints/ci.txt -e ".[dev]" 2>&1 | grep -v "is ignored" |
 if ! .venv/bin/python -c "import sam2" 2>/dev/null; then
   SAM2_BUILD_CUDA=0 $VPIP install -q --no-deps --no-build-isolation "sam2==1.1.0" 2>&1 | grep -v "is ignored" || true
 fi
+# TrackEval (HOTA / IDF1 / MOTA for `gsam2-video eval`) needs only numpy, scipy and pycocotools, but its wheel
+# asks for the GUI opencv-python beside our headless build: install it without dependencies.
+if ! .venv/bin/python -c "import trackeval" 2>/dev/null; then
+  $VPIP install -q --no-deps -c constraints/ci.txt trackeval 2>&1 | grep -v "is ignored" || true
+fi
 # torchvision breaks transformers' image processors beside torch 2.13: keep it out.
 if .venv/bin/python -c "import importlib.util,sys; sys.exit(importlib.util.find_spec('torchvision') is None)"; then
   $VPIP uninstall -y -q torchvision

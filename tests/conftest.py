@@ -37,8 +37,8 @@ def tiny_models(tmp_path_factory: pytest.TempPathFactory, vocab_file: Path) -> d
     Saved once per session so every end-to-end test exercises the real loading path, not objects built in
     memory.
     """
-    from gsam2_video.models.random_detector import save_random_detector, tiny_grounding_dino_config
-    from gsam2_video.models.random_sam2 import save_random_sam2, tiny_sam2_config
+    from random_detector import save_random_detector, tiny_grounding_dino_config
+    from random_sam2 import save_random_sam2, tiny_sam2_config
 
     root = tmp_path_factory.mktemp("tiny_models")
     det = save_random_detector(root / "detector", tiny_grounding_dino_config(), vocab_file=vocab_file, seed=0)

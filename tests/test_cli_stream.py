@@ -50,7 +50,7 @@ def test_stream_runs_live_with_one_result_per_delivered_frame(http_stream: str, 
         [sys.executable, "-m", "gsam2_video", "track", http_stream, "--prompt", "person.", "--out", str(out),
          "--save", "video,masks,mot", "--max-frames", "8", "--no-progress", "--device", "cpu",
          "--detector", str(tiny_models["detector"]), "--sam2", str(tiny_models["sam2"]),
-         "--box-threshold", "0.05", "--text-threshold", "0.05", "--max-objects", "3"],
+         "--box-threshold", "0.05", "--text-threshold", "0.05", "--max-live-objects", "3"],
         capture_output=True, text=True, cwd=REPO, timeout=300, check=False,
         env={**os.environ, "HF_HUB_OFFLINE": "1"})
     assert proc.returncode == 0, proc.stderr

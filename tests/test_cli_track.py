@@ -31,7 +31,7 @@ def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 300)
 def model_args(models: dict[str, Path]) -> list[str]:
     # a low box threshold makes the random detector fire, so tracks are born, matched and retired
     return ["--detector", str(models["detector"]), "--sam2", str(models["sam2"]), "--device", "cpu",
-            "--box-threshold", "0.05", "--text-threshold", "0.05", "--max-objects", "6", "--detect-every", "4"]
+            "--box-threshold", "0.05", "--text-threshold", "0.05", "--max-live-objects", "6", "--detect-every", "4"]
 
 
 def read_masks(folder: Path) -> dict[int, np.ndarray]:
@@ -106,8 +106,9 @@ def test_mot_and_mots_agree_with_masks(bikes_run) -> None:
 
 def test_offline_cache_default_ids(tmp_path: Path, tiny_models: dict[str, Path], videos_dir: Path) -> None:
     """The exact default command path: hub ids resolved from an offline HF cache filled with random models."""
+    from random_detector import write_offline_hub_cache
+
     from gsam2_video.config import DEFAULT_DETECTOR, DEFAULT_SAM2
-    from gsam2_video.models.random_detector import write_offline_hub_cache
 
     hf_home = tmp_path / "hf"
     write_offline_hub_cache(hf_home, DEFAULT_DETECTOR, tiny_models["detector"])

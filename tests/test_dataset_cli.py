@@ -67,7 +67,7 @@ def test_help_documents_layout_and_filters(capsys: pytest.CaptureFixture[str]) -
     with pytest.raises(SystemExit):
         main(["dataset", "--help"])
     out = capsys.readouterr().out
-    for text in ("--manifest", "--save-frames", "--min-area", "--min-track-length", "--max-objects",
+    for text in ("--manifest", "--save-frames", "--min-area", "--min-track-length", "--keep-longest",
                  "--classes", "--detect-every", "Annotations/<video>/00000.png", "instances.json",
                  "keep at most N objects per video", "--max-live-objects"):
         assert text in out

@@ -158,7 +158,7 @@ def test_manifest_overrides_filters_and_one_model_load(tiny_models: dict[str, Pa
     out = tmp_path / "out"
     args = ["dataset", "--manifest", str(manifest), "--out", str(out), "--prompt", PROMPT,
             "--detector", str(tiny_models["detector"]), "--sam2", str(tiny_models["sam2"]), *MODEL_ARGS,
-            "--max-objects", "2", "--min-track-length", "2", "--max-live-objects", "3"]
+            "--keep-longest", "2", "--min-track-length", "2", "--max-live-objects", "3"]
     assert main(args) == 0
     assert loads == [str(tiny_models["detector"])]
     # the same command again: everything is done, so nothing is tracked and no model is loaded

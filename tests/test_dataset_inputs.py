@@ -108,6 +108,16 @@ def test_csv_manifest_types_and_empty_cells(tmp_path: Path) -> None:
     assert read_manifest(manifest)[0][0] == f"{manifest}:2"
 
 
+def test_manifest_keep_longest_is_the_per_video_filter(tmp_path: Path) -> None:
+    """The manifest spells the filter like the flag (--keep-longest); it never touches the live cap."""
+    touch(tmp_path / "a.mp4")
+    manifest = tmp_path / "m.csv"
+    manifest.write_text("source,keep_longest\na.mp4,3\n")
+    (job,) = collect_jobs([], DEFAULTS, manifest)
+    assert job.filters == Filters(max_objects=3)
+    assert job.tracking == {}
+
+
 @pytest.mark.parametrize("body, suffix, message", [
     ('{"source": "a.mp4", "colour": 1}\n', ".jsonl", r"m.jsonl:1: unknown key 'colour'"),
     ('{"prompt": "x"}\n', ".jsonl", r"m.jsonl:1: 'source' is required"),
@@ -121,6 +131,7 @@ def test_csv_manifest_types_and_empty_cells(tmp_path: Path) -> None:
     ("prompt\nperson\n", ".csv", r"m.csv: the CSV header must have a 'source' column"),
     ("source,max_frames\na.mp4,1,2\n", ".csv", r"m.csv:2: more cells than header columns"),
     ("", ".jsonl", r"m.jsonl: no rows"),
+    ('{"source": "a.mp4", "max_objects": 2}\n', ".jsonl", r"m.jsonl:1: 'max_objects' is renamed 'keep_longest'"),
     ("source: a.mp4\n", ".yaml", r"unknown format .yaml"),
 ])
 def test_manifest_errors_name_file_and_line(tmp_path: Path, body: str, suffix: str, message: str) -> None:

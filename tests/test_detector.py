@@ -12,11 +12,11 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
+from random_detector import save_random_detector
 
 from gsam2_video.config import DetectorConfig
 from gsam2_video.errors import ConfigError, ModelError, PromptError
 from gsam2_video.models.detector import Detector, batched_nms, box_iou
-from gsam2_video.models.random_detector import save_random_detector
 from gsam2_video.prompts import Prompt, parse_prompt, sentence
 from gsam2_video.types import Detections
 

@@ -15,10 +15,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from random_detector import save_random_detector, write_offline_hub_cache
 
 from gsam2_video.config import DEFAULT_DETECTOR, DetectorConfig
 from gsam2_video.models.detector import Detector
-from gsam2_video.models.random_detector import save_random_detector, write_offline_hub_cache
 
 REPO = Path(__file__).resolve().parents[1]
 

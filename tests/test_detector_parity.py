@@ -16,14 +16,14 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
-
-from gsam2_video.config import DetectorConfig
-from gsam2_video.models.detector import Detector
-from gsam2_video.models.random_detector import (
+from random_detector import (
     save_random_detector,
     save_random_owlv2,
     tiny_mm_grounding_dino_config,
 )
+
+from gsam2_video.config import DetectorConfig
+from gsam2_video.models.detector import Detector
 from gsam2_video.prompts import parse_prompt
 
 SPECIAL = {"[CLS]", "[SEP]", "[PAD]", "."}

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from random_detector import real_size_grounding_dino_config, save_random_detector
 
 from gsam2_video.config import DetectorConfig
 from gsam2_video.models.detector import Detector
-from gsam2_video.models.random_detector import real_size_grounding_dino_config, save_random_detector
 
 
 def test_real_size_config_has_grounding_dino_tiny_shapes() -> None:

@@ -28,7 +28,7 @@ class ScriptedDetector:
         self.script = script
         self.calls = 0
 
-    def detect(self, image: np.ndarray, prompt) -> Detections:
+    def detect(self, image: np.ndarray, prompt, frame_index: int | None = None) -> Detections:
         rows = self.script[self.calls] if self.calls < len(self.script) else []
         self.calls += 1
         if not rows:

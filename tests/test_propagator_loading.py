@@ -15,19 +15,19 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from random_detector import write_offline_hub_cache
+from random_sam2 import (
+    real_size_sam2_config,
+    reduced_sam2_config,
+    save_random_sam2,
+    tiny_sam2_config,
+)
 from transformers import Sam2VideoConfig
 
 from gsam2_video.config import DEFAULT_SAM2
 from gsam2_video.errors import ConfigError, ModelError
 from gsam2_video.models.propagator import Sam2Propagator
-from gsam2_video.models.random_detector import write_offline_hub_cache
-from gsam2_video.models.random_sam2 import (
-    real_size_sam2_config,
-    reduced_sam2_config,
-    sam2_size_problems,
-    save_random_sam2,
-    tiny_sam2_config,
-)
+from gsam2_video.models.sam2_checks import sam2_size_problems
 from gsam2_video.models.sam2_preprocess import preprocess_frame, resize_like_reference
 
 REPO = Path(__file__).resolve().parents[1]

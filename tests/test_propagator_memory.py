@@ -81,7 +81,7 @@ def test_conditioning_frames_capped(sam_dir: Path, frames) -> None:
             prop.refresh(1, feats, blob_mask(h, w, 40 + i, 150 + i, 40, 150))
         prop.commit(feats)
         held.append(prop.held_bytes())
-    cond = prop._objects[1].cond
+    cond = prop.session._objects[1].cond
     assert list(cond) == [0, 38]  # the first prompt and the most recent one
     assert max(held[20:]) == min(held[20:])
 

@@ -110,12 +110,12 @@ def test_mask_prompt_pointer_like_meta_when_the_object_is_present(videos_dir: Pa
         prop.propagate(feats)
         if t == 0:
             prop.add_object(1, feats, mask=mask)
-            ours_ptr = prop._pending[1].pointer
+            ours_ptr = prop.session._pending[1].pointer
             s = prop.image_size
             m = torch.nn.functional.interpolate(torch.from_numpy(mask)[None, None].float(), size=(s, s),
                                                 mode="bilinear", antialias=True) >= 0.5
             with torch.no_grad():
-                theirs = prop.model._use_mask_as_output(prop._top_feature(feats), prop._hr_features(feats, 1),
+                theirs = prop.model._use_mask_as_output(prop.sam2.top_feature(feats.feats), prop.sam2.hr_features(feats.feats, 1),
                                                         m.float()).object_pointer.reshape(1, -1)
         elif t == 2:
             prop.add_object(2, feats, box=prompts[1].box)

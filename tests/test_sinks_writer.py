@@ -18,7 +18,7 @@ from gsam2_video.errors import ConfigError, OutputError
 from gsam2_video.sinks import SINK_KINDS, AsyncWriter, Sink, make_sinks, prepare_output_dir, write_run_json
 from gsam2_video.types import FrameResult, VideoInfo
 
-FINAL_NAMES = {"video.mp4", "masks", "tracks.json", "mots.txt", "mot.txt"}
+FINAL_NAMES = {"video.mp4", "masks", "tracks.json", "mots.txt", "mot.txt", "yolo", "coco.json", "cvat.xml"}
 
 
 class RecordingSink(Sink):
@@ -241,13 +241,14 @@ def test_make_sinks_names_and_order(tmp_path):
     sinks = make_sinks(["mot", "masks", "MOT", " json "], tmp_path / "new" / "dir")
     assert [s.kind for s in sinks] == ["mot", "masks", "json"]
     assert (tmp_path / "new" / "dir").is_dir()
-    assert [s.needs_image for s in make_sinks(SINK_KINDS, tmp_path)] == [True, False, False, False, False]
+    assert [s.needs_image for s in make_sinks(SINK_KINDS, tmp_path)] == [True, False, False, False, False, True,
+                                                                         False, False]
 
 
 def test_make_sinks_unknown_name_is_config_error(tmp_path):
     with pytest.raises(ConfigError) as info:
-        make_sinks(["masks", "coco"], tmp_path)
-    assert str(info.value) == "unknown output 'coco'; choose from video, masks, json, mots, mot"
+        make_sinks(["masks", "voc"], tmp_path)
+    assert str(info.value) == "unknown output 'voc'; choose from video, masks, json, mots, mot, yolo, coco, cvat"
 
 
 def test_output_dir_that_is_a_file(tmp_path):

@@ -116,6 +116,26 @@ def test_deterministic_outputs_are_byte_identical_to_the_previous_path(videos_di
         assert before[name] == after[name], name
 
 
+def test_results_built_from_a_label_map_write_the_same_files_without_building_masks(videos_dir, tmp_path):
+    """The pipeline's results carry a label map (``labels=``): the writers read it as it is, the same bytes
+    as from masks, and no N x H x W mask array is ever made."""
+    frames = clip_frames(videos_dir / "bikes.mp4", 4)
+    from_masks = clip_results(frames, 8, seed=4, first_id=250)
+    from_labels = [FrameResult(r.frame_index, r.timestamp, r.height, r.width, r.track_ids, boxes=r.boxes,
+                               scores=r.scores, class_ids=r.class_ids, class_names=r.class_names, image=r.image,
+                               labels=r.label_map(np.uint16)) for r in from_masks]
+    h, w = frames[0].shape[:2]
+    info = VideoInfo("bikes", "bikes", w, h, 25.0, len(frames))
+    categories = ["person", "bicycle", "car"]
+    a = write_files(tmp_path / "masks", from_masks, categories, info, reference=False)
+    b = write_files(tmp_path / "labels", from_labels, categories, info, reference=False)
+    assert a == b and len(a) == len(frames) + 3
+    assert all(r._masks is None for r in from_labels)  # nothing asked for per-track masks
+    for r in from_labels:
+        assert np.array_equal(annotate(r.image, r), annotate(r.image, from_masks[r.frame_index]))
+    assert all(r._masks is None for r in from_labels)
+
+
 def test_label_map_boxes_areas_and_rle_match_the_mask_path(videos_dir):
     frames = clip_frames(videos_dir / "vtest.avi", 2)
     for r in overlapping(clip_results(frames, 12, seed=3), 7):

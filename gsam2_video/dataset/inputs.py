@@ -17,7 +17,7 @@ Inputs (positional ``INPUT...``):
 Manifest (``--manifest FILE``, ``.jsonl`` or ``.csv``): one video per row/line with ``source`` (required;
 relative paths are relative to the manifest's folder), ``prompt`` (falls back to ``--prompt``), optional
 ``name`` and setting overrides: ``decoder start stride max_frames`` (decoding), ``min_area
-min_track_length max_objects classes`` (filters) and the tracker's keyframe / association fields such as
+min_track_length keep_longest classes`` (filters, spelled like the command-line flags) and the tracker's keyframe / association fields such as
 ``detect_every`` or ``iou_threshold``. Unknown keys and bad values are errors naming the file and line.
 
 Names are the file stem (or folder name) with characters outside ``[A-Za-z0-9._-]`` replaced by ``_``;
@@ -46,8 +46,10 @@ from .filters import Filters
 
 DECODERS = ("av", "decord", "opencv")
 SOURCE_KEYS = ("decoder", "start", "stride", "max_frames")
-FILTER_KEYS = ("min_area", "min_track_length", "max_objects", "classes")
-# max_objects is the dataset's per-video filter; the tracker's live-track cap is not a per-video setting.
+FILTER_KEYS = ("min_area", "min_track_length", "keep_longest", "classes")
+# manifest key -> Filters field, where they differ (keep_longest, like --keep-longest, is the filter that
+# keeps the longest objects; max_objects is the tracker's live cap, which is not a per-video setting)
+_FILTER_FIELDS = {"keep_longest": "max_objects"}
 TRACKING_KEYS = tuple(f.name for cfg in (KeyframeConfig, AssociationConfig) for f in dataclasses.fields(cfg)
                       if f.name != "max_objects")
 MANIFEST_KEYS = ("source", "prompt", "name") + SOURCE_KEYS + FILTER_KEYS + TRACKING_KEYS
@@ -241,7 +243,7 @@ def _coerce(key: str, value: Any, where: str) -> Any:
 
 
 def _kind_of(key: str) -> str:
-    if key in ("start", "stride", "max_frames", "min_area", "min_track_length", "max_objects"):
+    if key in ("start", "stride", "max_frames", "min_area", "min_track_length", "keep_longest"):
         return "int"
     for cfg in (KeyframeConfig, AssociationConfig):
         for f in dataclasses.fields(cfg):
@@ -292,6 +294,9 @@ def read_manifest(path: str | Path) -> list[tuple[str, dict[str, Any]]]:
         raise ConfigError(f"manifest {path}: no rows")
     rows = []
     for where, row in raw_rows:
+        if "max_objects" in row:
+            raise ConfigError(f"{where}: 'max_objects' is renamed 'keep_longest' (keep the N longest objects "
+                              "of the video)")
         unknown = sorted(set(row) - set(MANIFEST_KEYS))
         if unknown:
             raise ConfigError(f"{where}: unknown key {', '.join(map(repr, unknown))} "
@@ -317,7 +322,7 @@ def _job_from_row(where: str, row: dict[str, Any], defaults: JobDefaults, source
     if not prompt:
         raise ConfigError(f"{where}: no prompt; add a 'prompt' value or pass --prompt")
     try:
-        filters = dataclasses.replace(defaults.filters, **{k: row[k] for k in FILTER_KEYS
+        filters = dataclasses.replace(defaults.filters, **{_FILTER_FIELDS.get(k, k): row[k] for k in FILTER_KEYS
                                                            if row.get(k) is not None})
         decoding = dataclasses.replace(defaults.source, **{k: row[k] for k in SOURCE_KEYS
                                                             if row.get(k) is not None})

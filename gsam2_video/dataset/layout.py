@@ -33,8 +33,9 @@ from __future__ import annotations
 
 import fcntl
 import json
+import logging
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -59,6 +60,8 @@ from .work import encode_jpeg
 
 if TYPE_CHECKING:
     from .shard import Shard
+
+log = logging.getLogger("gsam2_video")
 
 RECORD_FILE = "objects.json"
 RUN_FILE = "run.json"
@@ -287,8 +290,9 @@ class DatasetLayout:
                 records.append(record)
         return records
 
-    def write_set_files(self) -> None:
-        """Rebuild ``meta.json`` and ``instances.json`` from every finished video.
+    def write_set_files(self, exports: Sequence[str] = ()) -> None:
+        """Rebuild ``meta.json`` and ``instances.json`` (and the ``exports``, see :mod:`.exports`) from every
+        finished video.
 
         Two passes over the records, one record in memory at a time: the first gathers the categories (ids
         must be known before any annotation is written), video entries and meta.json; the second streams the
@@ -322,6 +326,28 @@ class DatasetLayout:
             out.discard()
             raise
         out.commit()
+        if exports:
+            from .exports import write_exports
+
+            write_exports(self.root, self.images, names, lambda: self._records(names), exports)
+        self._warn_stale_exports(exports)
+
+    def _warn_stale_exports(self, exports: Sequence[str]) -> None:
+        """Exports an earlier run built but this one did not: they still describe the older set of videos."""
+        from .exports import export_paths
+
+        stale = [k for k, path in export_paths(self.root).items() if k not in exports and path.exists()]
+        if stale:
+            log.warning("%s still describe(s) the videos of an earlier run; add --save %s to rebuild",
+                        ", ".join(str(export_paths(self.root)[k].name) for k in stale), ",".join(stale))
+
+    def _records(self, names: Sequence[str]) -> Iterator[VideoRecord]:
+        """The records of ``names``, loaded one at a time (a record that vanished mid-way is an error)."""
+        for name in names:
+            record = self.load_record(name)
+            if record is None:
+                raise OutputError(f"{self.record_path(name)} changed while the set-wide files were written")
+            yield record
 
     def write_failures(self, failures: Iterable[dict[str, Any]], shard: Shard | None = None) -> None:
         """``failures.jsonl`` (a shard's goes to its own folder; the merge folds them together)."""

@@ -67,9 +67,9 @@ def _read_report(path: Path) -> dict[str, Any] | None:
     return doc if isinstance(doc, dict) else None
 
 
-def merge_dataset(layout: DatasetLayout) -> MergeSummary:
-    """Build meta.json, instances.json and failures.jsonl of ``layout`` from its finished videos and shard
-    logs (see the module docstring)."""
+def merge_dataset(layout: DatasetLayout, exports: tuple[str, ...] = ()) -> MergeSummary:
+    """Build meta.json, instances.json, failures.jsonl and the ``exports`` (``--save``) of ``layout`` from its
+    finished videos and shard logs (see the module docstring)."""
     t0, started = time.perf_counter(), now()
     summary = MergeSummary()
     with layout.locked():
@@ -91,7 +91,7 @@ def merge_dataset(layout: DatasetLayout) -> MergeSummary:
         summary.shard_runs = len(reports)
         summary.failures = [latest[v] for v in sorted(latest) if v not in done]
         layout.write_failures(summary.failures)
-        layout.write_set_files()
+        layout.write_set_files(exports)
         for record in layout.finished_records():
             summary.videos += 1
             summary.frames += record.length

@@ -53,6 +53,8 @@ class RunnerOptions:
     allow_partial: bool = False
     progress: bool = True
     jpeg_quality: int = JPEG_QUALITY
+    #: set-wide exports built with meta.json / instances.json: "yolo", "coco", "cvat" (see .exports)
+    exports: tuple[str, ...] = ()
 
 
 @dataclass
@@ -275,7 +277,7 @@ class DatasetRunner:
                 summary.retried = int(getattr(self.backend, "retried", 0))
                 if shard is None:
                     layout.tidy()
-                    layout.write_set_files()
+                    layout.write_set_files(self.options.exports)
                 summary.seconds = time.perf_counter() - t0
                 self._write_run(summary, started)
         return summary

@@ -201,11 +201,15 @@ class Detector:
         view.config = config
         return view
 
-    def detect(self, image: np.ndarray, prompt: Prompt | str) -> Detections:
+    def detect(self, image: np.ndarray, prompt: Prompt | str, frame_index: int | None = None) -> Detections:
         """Detections of ``prompt``'s classes in ``image`` (RGB uint8 H x W x 3), highest score first.
+
+        ``frame_index`` is part of the pipeline's detector protocol; Grounding DINO does not need it.
 
         Boxes are xyxy pixels clipped to the frame; zero-area boxes are dropped; ``class_ids`` index
         ``prompt.classes``. Thresholds, per-class NMS and the detection cap come from the config.
+        ``frame_index`` (the source's frame number, passed by the pipeline) is unused here: Grounding DINO
+        looks at pixels only; it is part of the detector protocol for detectors that need it.
         """
         image = _check_image(image)
         prompt = parse_prompt(prompt)

@@ -30,10 +30,28 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
     if device.startswith("cuda"):
         if not torch.cuda.is_available():
             raise ConfigError(f"device {device!r} requested but CUDA is not available on this machine")
-        return torch.device(device)
+        dev = torch.device(device)
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise ConfigError(f"device {device!r} requested but this machine has "
+                              f"{torch.cuda.device_count()} CUDA device(s)")
+        return dev
     if device == "cpu":
         return torch.device("cpu")
     raise ConfigError(f"device must be auto, cpu or cuda[:N], got {device!r}")
+
+
+def set_tf32(device: torch.device, enabled: bool) -> None:
+    """TF32 for fp32 matmuls and convolutions on CUDA (Ampere and later; ignored by older GPUs).
+
+    torch keeps this switch per process, so it is set where models are loaded for a CUDA device and
+    never on CPU runs. TF32 keeps fp32's range with a 10-bit mantissa in the tensor cores: several times
+    the fp32 matmul rate. ``enabled=False`` (``--strict-fp32``) gives the strict fp32 arithmetic the parity
+    tests check; bf16/fp16 autocast runs are unaffected either way.
+    """
+    if device.type != "cuda":
+        return
+    torch.backends.cuda.matmul.allow_tf32 = enabled
+    torch.backends.cudnn.allow_tf32 = enabled
 
 
 def native_bf16(device: torch.device) -> bool:
@@ -53,8 +71,8 @@ def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype | None:
     Weights stay fp32 and reduced precision comes from autocast: SAM 2's memory attention and Grounding
     DINO's deformable attention keep fp32 where their authors do, and a CPU run can still use bf16.
     'auto' is bf16 where the hardware has it (SAM 2's authors run their video predictor under bf16
-    autocast; on this project's CPU benchmarks it was 1.2-2.2x faster per SAM 2 frame at a mask IoU of 0.99
-    against fp32) and fp32 elsewhere; 'fp32' is the exact path the parity tests check.
+    autocast; its speed and mask agreement with fp32 are measured by ``benchmarks/cpu_options.py``, figures
+    in ``benchmarks/README.md``) and fp32 elsewhere; 'fp32' is the exact path the parity tests check.
     """
     if dtype == "auto":
         return torch.bfloat16 if native_bf16(device) else None

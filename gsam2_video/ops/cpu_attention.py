@@ -2,8 +2,8 @@
 
 Why: at SAM 2's real input size the memory attention (64 x 64 image tokens attending to up to 7 x 4096
 memory tokens plus object pointers) is most of a CPU run, and under bf16 autocast torch's CPU SDPA kernel
-is no faster than in fp32 (1.21 s vs 1.23 s per call for one object on the development machine), while a
-plain bf16 matmul runs on the CPU's bf16 dot-product units. This computes exactly what transformers'
+is no faster than in fp32 (measured by ``benchmarks/attention.py``, figures in ``benchmarks/README.md``),
+while a plain bf16 matmul runs on the CPU's bf16 dot-product units. This computes exactly what transformers'
 eager attention computes in bf16 (QK^T in bf16, softmax in fp32, cast back, AV in bf16) in blocks of query
 rows, so the score matrix never exceeds ``rows x keys`` and stays in cache-friendly pieces.
 
@@ -24,8 +24,7 @@ log = logging.getLogger("gsam2_video")
 
 #: the name this function is registered under in transformers' AttentionInterface
 ATTENTION_NAME = "gsam2_cpu_bf16_memory"
-#: below this many keys SDPA is as fast or faster (blocked/SDPA speed: 64 keys 0.8-1.0x, 256 keys 2.5x,
-#: 28,736 keys 1.5x; benchmarks/attention.py)
+#: below this many keys SDPA is as fast or faster (``benchmarks/attention.py``; figures in benchmarks/README.md)
 MIN_KEYS = 256
 #: query rows per block: the score block is rows x keys
 BLOCK_ROWS = 256

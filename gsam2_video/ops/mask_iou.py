@@ -52,7 +52,8 @@ def _packed_words(masks: torch.Tensor) -> np.ndarray:
 
 
 def _overlap_counts_bits(a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """CPU path: popcount(a_i AND b_j) on bit-packed masks, ~8x faster than the float product at 1080p."""
+    """CPU path: popcount(a_i AND b_j) on bit-packed masks: one 64-bit AND + popcount covers 64 pixels, where a
+    float product spends a multiply-add per pixel."""
     wa, wb = _packed_words(a), _packed_words(b)
     n, m, words = wa.shape[0], wb.shape[0], wa.shape[1]
     inter = np.empty((n, m), dtype=np.int64)

@@ -1,4 +1,5 @@
-"""Output writers: annotated video, DAVIS mask PNGs, YouTube-VIS JSON, MOTS and MOT text, run.json.
+"""Output writers: annotated video, DAVIS mask PNGs, YouTube-VIS JSON, MOTS and MOT text, YOLO segmentation,
+COCO instance segmentation, CVAT for video XML, run.json.
 
 Every writer is a :class:`Sink` (open / write per frame / close / abort) and writes atomically: output goes to
 a hidden temporary name in the output folder and is renamed into place only when complete, so an interrupted
@@ -21,7 +22,7 @@ from __future__ import annotations
 from .atomic import AtomicFile, prepare_output_dir
 from .base import FrameView, Sink, VisibleTracks, visible_tracks
 from .davis import DavisSink, davis_palette
-from .factory import SINK_FILES, SINK_KINDS, make_sinks
+from .factory import IMAGE_KINDS, SINK_FILES, SINK_KINDS, make_sinks
 from .mot import MotSink
 from .mots import MotsSink
 from .rle import decode_mask, encode_masks
@@ -31,6 +32,7 @@ from .writer import AsyncWriter
 from .ytvis import YtvisSink
 
 __all__ = [
+    "IMAGE_KINDS",
     "SINK_FILES",
     "SINK_KINDS",
     "AsyncWriter",

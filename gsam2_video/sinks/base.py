@@ -85,14 +85,16 @@ class VisibleTracks:
         self.class_ids = class_ids  # K int64 (0-based, position in the prompt)
         self._masks = masks
         self._labels = labels
+        self._lock = threading.Lock()  # sinks on parallel lanes may ask at the same time: derive once
 
     @property
     def masks(self) -> np.ndarray:
         """K x H x W bool masks (derived from the label map on first use)."""
-        if self._masks is None:
-            assert self._labels is not None
-            self._masks = self._labels[None] == self.track_ids.astype(self._labels.dtype)[:, None, None]
-        return self._masks
+        with self._lock:
+            if self._masks is None:
+                assert self._labels is not None
+                self._masks = self._labels[None] == self.track_ids.astype(self._labels.dtype)[:, None, None]
+            return self._masks
 
     def __len__(self) -> int:
         return len(self.track_ids)

@@ -11,7 +11,7 @@ grayscale PNGs (PIL mode "I;16"), and at close the palette PNGs written before t
 hidden temporary folder) are rewritten as 16-bit too. A finished ``masks/`` folder therefore holds one
 format only, and ``np.array(Image.open(p))`` returns exact ids in both. Why not switch per frame: a folder
 mixing uint8 and uint16 files surprises tools that read the first file to decide the dtype. Why at close:
-the rewrite costs one PNG decode + encode per earlier frame (about 10-20 ms at 720p here), which must not
+the rewrite costs one PNG decode + encode per earlier frame, which must not
 stall a live run in the middle; it happens once, only in runs that pass id 255. Ids above 65535 cannot be
 stored and raise OutputError.
 

@@ -13,15 +13,21 @@ from collections.abc import Iterable
 from ..errors import ConfigError
 from .atomic import prepare_output_dir
 from .base import Sink
+from .coco import CocoSink
+from .cvat import CvatSink
 from .davis import DavisSink
 from .encoders import choose_encoder
 from .mot import MotSink
 from .mots import MotsSink
 from .video import VideoSink
+from .yolo import YoloSink
 from .ytvis import YtvisSink
 
 #: output names, in the order their files are listed; each maps to one file or folder in the output dir
-SINK_KINDS: tuple[str, ...] = ("video", "masks", "json", "mots", "mot")
+SINK_KINDS: tuple[str, ...] = ("video", "masks", "json", "mots", "mot", "yolo", "coco", "cvat")
+
+#: outputs that need the frame's pixels (the tracker must keep each frame's image for them)
+IMAGE_KINDS: frozenset[str] = frozenset({"video", "yolo"})
 
 #: what each name writes, for --help texts
 SINK_FILES: dict[str, str] = {
@@ -30,6 +36,9 @@ SINK_FILES: dict[str, str] = {
     "json": "tracks.json (YouTube-VIS style, COCO RLE)",
     "mots": "mots.txt (TrackEval MOTS)",
     "mot": "mot.txt (MOTChallenge boxes)",
+    "yolo": "yolo/ (Ultralytics YOLO segmentation: data.yaml, images/, labels/)",
+    "coco": "coco.json (COCO instance segmentation, RLE, track_id per annotation)",
+    "cvat": "cvat.xml (CVAT for video 1.1, mask shapes, to correct in CVAT)",
 }
 
 
@@ -69,6 +78,12 @@ def make_sinks(kinds: Iterable[str], out_dir: str | os.PathLike[str], *, mots_fr
             sinks.append(YtvisSink(out))
         elif name == "mots":
             sinks.append(MotsSink(out, frame_base=mots_frame_base))
-        else:
+        elif name == "mot":
             sinks.append(MotSink(out))
+        elif name == "yolo":
+            sinks.append(YoloSink(out))
+        elif name == "coco":
+            sinks.append(CocoSink(out))
+        else:
+            sinks.append(CvatSink(out))
     return sinks

@@ -25,7 +25,8 @@ comparison must be cheap (100 tracks x 100 detections well under 5 ms on a CPU),
      not re-prompt it, so a track never shrinks to a part;
   3. after duplicates are set aside: tracks SAM 2 lost (empty mask) re-acquire a leftover detection whose box
      has IoU >= ``config.reacquire_iou`` with the box where the track was last seen (``lost_boxes``, given by
-     the caller); matched, refreshed and listed in ``reacquired``. This keeps an ID across an occlusion
+     the caller) or with where its motion predicts it now (``predicted_boxes``); matched, refreshed and
+     listed in ``reacquired`` (re-identification: the old ID is revived and SAM 2 re-prompted). This keeps an ID across an occlusion
      SAM 2 did not recover from by itself.
 
 An unmatched track mostly inside a matched one (``covered_tracks``) is a second track on an object that is
@@ -72,6 +73,10 @@ class AssociationResult:
     reacquired: list[tuple[int, int]] = field(default_factory=list)  # lost tracks matched by last box (in refresh)
     covered_tracks: list[int] = field(default_factory=list)  # unmatched tracks mostly inside a matched track
     unmatched_tracks: list[int] = field(default_factory=list)  # track ids
+    # two-stage matching (tracking/two_stage.py): det indices scoring below the box threshold, and the
+    # (track_id, det_idx) pairs among them that kept a visible track alive (never a refresh, never a new track)
+    low: list[int] = field(default_factory=list)
+    low_matches: list[tuple[int, int]] = field(default_factory=list)
     iou: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.float32))
     coverage: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.float32))
 
@@ -89,6 +94,7 @@ def associate(
     det_scores: Any = None,
     image_size: tuple[int, int] | None = None,
     lost_boxes: Any = None,
+    predicted_boxes: Any = None,
 ) -> AssociationResult:
     """Match this keyframe's detections to the live tracks.
 
@@ -109,6 +115,10 @@ def associate(
         lost_boxes: optional T x 4 boxes where each track was last visible (same coordinates as the other
             boxes; all-zero rows = unknown). Tracks whose mask is empty can then re-acquire a detection whose
             box IoU with it is >= ``config.reacquire_iou`` (reported in ``reacquired`` and ``refresh``).
+        predicted_boxes: optional T x 4 boxes where each track is expected now (a constant-velocity
+            prediction from its last observations, see ``TrackRegistry.predicted_boxes``); a lost track scores
+            each detection by the better of its IoU with the last box and with the prediction, so a person
+            walking on behind an occluder and one who stopped there are both re-found.
     """
     config.validate()
     tmask = check_masks("track masks", track_masks)
@@ -146,10 +156,12 @@ def associate(
     inter = np.zeros((t, d), np.float64)
     tpk: np.ndarray | None = None  # bit-packed masks, when the sparse path made them
     dpk: np.ndarray | None = None
+    # masks on a GPU are compared there (mask IoU kernel), never read back; on the CPU dense or bit-packed
+    dense = _use_dense(dmask, tb, db, ti, di, t, d, wh * ww)
     if len(ti):
-        if _use_dense(tmask, tb, db, ti, di, t, d, wh * ww):
-            iou_full = mask_iou_matrix(tmask, dmask).cpu().double().numpy()
-            cov_full = mask_coverage_matrix(dmask, tmask).cpu().double().numpy()  # D x T
+        if dense:
+            iou_full = mask_iou_matrix(tmask, dmask).double().cpu().numpy()
+            cov_full = mask_coverage_matrix(dmask, tmask).double().cpu().numpy()  # D x T
             iou = np.where(cand, iou_full, 0.0).astype(np.float32)
             coverage = np.where(cand.T, cov_full, 0.0).astype(np.float32)
         else:
@@ -195,6 +207,9 @@ def associate(
         if lost.any():
             box_iou = np.zeros((t, d), np.float64)
             sub_iou = _box_iou(lb[lost], db[fresh])
+            if predicted_boxes is not None:
+                pb = _working_boxes("predicted boxes", predicted_boxes, tmask, t, sx, sy, wh, ww)
+                sub_iou = np.maximum(sub_iou, _box_iou(pb[lost], db[fresh]))
             if config.class_aware:
                 sub_iou *= tcls[lost][:, None] == dcls[fresh][None, :]
             box_iou[np.ix_(np.flatnonzero(lost), np.asarray(fresh))] = sub_iou
@@ -210,8 +225,17 @@ def associate(
     result.covered_tracks = [ids[i] for i in _covered_tracks(tmask, tpk, tb, tcls, matched_t, config)]
 
     if len(fresh) > 1:
-        kept, dups = _dedupe_new(fresh, dpk if dpk is not None else _pack(_as_numpy(dmask), db), db, dcls,
-                                 dscore, config)
+        if dense:
+            def overlaps(sel: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+                m = dmask[torch.as_tensor(sel, device=dmask.device)]
+                iou_m, cov_m = mask_iou_matrix(m, m), mask_coverage_matrix(m, m)
+                return iou_m.double().cpu().numpy(), cov_m.double().cpu().numpy()
+        else:
+            packed = dpk if dpk is not None else _pack(_as_numpy(dmask), db)
+
+            def overlaps(sel: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+                return _packed_overlaps(packed[sel], db[sel])
+        kept, dups = _dedupe_new(fresh, overlaps, db, dcls, dscore, config)
         fresh = kept
         result.duplicates = sorted(result.duplicates + dups)
     elif dscore is not None:
@@ -271,7 +295,7 @@ def _covered_tracks(tmask: torch.Tensor, tpk: np.ndarray | None, tb: np.ndarray,
     else:
         sel_u = torch.as_tensor(unmatched[rows], device=tmask.device)
         sel_m = torch.as_tensor(matched, device=tmask.device)
-        cov = mask_coverage_matrix(tmask[sel_u], tmask[sel_m]).cpu().double().numpy()
+        cov = mask_coverage_matrix(tmask[sel_u], tmask[sel_m]).double().cpu().numpy()
         cov = np.where(cand[rows], cov, 0.0)
     return [int(i) for i in unmatched[rows][cov.max(axis=1) >= config.duplicate_coverage]]
 
@@ -319,10 +343,12 @@ def _box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.where(union > 0, inter / np.maximum(union, 1e-9), 0.0)
 
 
-def _dedupe_new(fresh: list[int], dpk: np.ndarray, db: np.ndarray, dcls: np.ndarray,
+def _dedupe_new(fresh: list[int], overlaps: Any, db: np.ndarray, dcls: np.ndarray,
                 dscore: np.ndarray | None, config: AssociationConfig) -> tuple[list[int], list[int]]:
     """Greedy by score: a new detection overlapping an accepted one (IoU >= threshold, or mostly inside it)
-    is a duplicate. Returns (kept in acceptance order, duplicates)."""
+    is a duplicate. ``overlaps(sel)`` gives the selected detections' IoU and row-inside-column coverage
+    matrices (from bit-packed host masks, or the mask ops on the device). Returns (kept in acceptance
+    order, duplicates)."""
     order = sorted(fresh, key=lambda j: ((-dscore[j]) if dscore is not None else 0.0, j))
     sel = np.asarray(order)
     boxes = db[sel]
@@ -332,16 +358,9 @@ def _dedupe_new(fresh: list[int], dpk: np.ndarray, db: np.ndarray, dcls: np.ndar
     np.fill_diagonal(cand, False)
     if not cand.any():
         return order, []
-    packed = dpk[sel]
-    ai, bi = np.nonzero(np.triu(cand))
+    iou, cov = overlaps(sel)
+    iou, cov = np.where(cand, iou, 0.0), np.where(cand, cov, 0.0)
     n = len(sel)
-    inter = np.zeros((n, n), np.float64)
-    inter[ai, bi] = _pair_intersections(packed, packed, ai, bi, boxes, boxes)
-    inter = np.maximum(inter, inter.T)
-    area = _areas(packed)
-    union = area[:, None] + area[None, :] - inter
-    iou = np.where(union > 0, inter / np.maximum(union, 1), 0.0)
-    cov = np.where(area[:, None] > 0, inter / np.maximum(area[:, None], 1), 0.0)  # row inside column
     kept: list[int] = []
     dups: list[int] = []
     for a in range(n):
@@ -350,6 +369,22 @@ def _dedupe_new(fresh: list[int], dpk: np.ndarray, db: np.ndarray, dcls: np.ndar
         else:
             kept.append(a)
     return [int(sel[k]) for k in kept], dups
+
+
+def _packed_overlaps(packed: np.ndarray, boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """IoU and row-inside-column coverage among bit-packed masks (pairs whose boxes overlap; others 0)."""
+    cand = _box_overlap(boxes, boxes)
+    np.fill_diagonal(cand, False)
+    ai, bi = np.nonzero(np.triu(cand))
+    n = len(packed)
+    inter = np.zeros((n, n), np.float64)
+    inter[ai, bi] = _pair_intersections(packed, packed, ai, bi, boxes, boxes)
+    inter = np.maximum(inter, inter.T)
+    area = _areas(packed)
+    union = area[:, None] + area[None, :] - inter
+    iou = np.where(union > 0, inter / np.maximum(union, 1), 0.0)
+    cov = np.where(area[:, None] > 0, inter / np.maximum(area[:, None], 1), 0.0)  # row inside column
+    return iou, cov
 
 
 def _vector(name: str, values: Any, n: int, dtype: type) -> np.ndarray:
@@ -411,10 +446,12 @@ def _box_overlap(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return (x1 > x0) & (y1 > y0)
 
 
-def _use_dense(tmask: torch.Tensor, tb: np.ndarray, db: np.ndarray, ti: np.ndarray, di: np.ndarray,
+def _use_dense(masks: torch.Tensor, tb: np.ndarray, db: np.ndarray, ti: np.ndarray, di: np.ndarray,
                t: int, d: int, pixels: int) -> bool:
-    if tmask.device.type != "cpu":
+    if masks.device.type != "cpu":
         return True
+    if not len(ti):
+        return False
     w = np.minimum(tb[ti, 2], db[di, 2]) - np.maximum(tb[ti, 0], db[di, 0])
     h = np.minimum(tb[ti, 3], db[di, 3]) - np.maximum(tb[ti, 1], db[di, 1])
     words = float((h * (w // _WORD + 2)).sum())

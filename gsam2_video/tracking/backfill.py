@@ -15,7 +15,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-import torch
+
+from ..transfer import HostFrame
 
 
 @dataclass
@@ -25,8 +26,8 @@ class PendingFrame:
     index: int
     timestamp: float
     image: np.ndarray | None
-    features: Any  # the propagator's FrameFeatures, kept for backwards passes
-    labels: torch.Tensor  # H x W int32 track id per pixel (0 = background), CPU
+    features: Any  # the session's FrameFeatures, kept for backwards passes
+    host: HostFrame  # the frame's label map and per-track arrays, as copied from the device
     scores: dict[int, tuple[int, float]] = field(default_factory=dict)  # track -> (class id, score) at commit
     is_keyframe: bool = False
 
@@ -58,15 +59,33 @@ class BackfillBuffer:
         frames = list(reversed(self._frames))
         return frames[exclude_newest:]
 
-    def paint(self, frame: PendingFrame, track_id: int, mask: torch.Tensor, meta: tuple[int, float]) -> int:
-        """Give ``track_id`` the pixels of ``mask`` that no other track holds; returns pixels gained.
+    def paint(self, frame: PendingFrame, track_id: int, mask: np.ndarray, meta: tuple[int, float]) -> int:
+        """Give ``track_id`` the pixels of ``mask`` (H x W bool) that no other track holds; returns pixels gained.
 
         Tracks that already own a pixel keep it: they were followed through this frame with more evidence
         than a backwards pass from a later birth.
         """
-        free = mask.to(frame.labels.device) & (frame.labels == 0)
+        host = frame.host
+        free = mask & (host.labels == 0)
         gained = int(free.sum())
-        if gained:
-            frame.labels[free] = track_id
-            frame.scores[track_id] = meta
+        if not gained:
+            return 0
+        if track_id > np.iinfo(host.labels.dtype).max:
+            host.labels = host.labels.astype(np.uint16 if track_id <= 65535 else np.int32)
+        host.labels[free] = track_id
+        ys, xs = np.flatnonzero(free.any(axis=1)), np.flatnonzero(free.any(axis=0))
+        box = np.array([xs[0], ys[0], xs[-1] + 1, ys[-1] + 1], np.float32)
+        if track_id in host.obj_ids:
+            k = host.obj_ids.index(track_id)
+            old = host.boxes[k]
+            if host.areas[k] > 0:
+                box = np.concatenate([np.minimum(old[:2], box[:2]), np.maximum(old[2:], box[2:])])
+            host.boxes[k] = box
+            host.areas[k] += gained
+        else:
+            host.obj_ids.append(int(track_id))
+            host.boxes = np.concatenate([host.boxes, box[None]])
+            host.areas = np.append(host.areas, np.int64(gained))
+            host.scores = np.append(host.scores, np.float32(0.0))
+        frame.scores[track_id] = meta
         return gained

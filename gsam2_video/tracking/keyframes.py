@@ -10,11 +10,16 @@ this frame is a keyframe, and only then runs the detector. Reasons, in priority 
 * ``"scene_cut"``: the colour histogram of a downscaled copy of the frame moved more than
   ``scene_cut_threshold`` (total-variation distance, 0..1) from the previous frame's;
 * ``"score"``: a live track's object score crossed from >= 0 to < 0 (SAM 2 lost it). Only the crossing
-  counts, so an object that stays occluded does not trigger detection on every frame.
+  counts, so an object that stays occluded does not trigger detection on every frame. The pipeline passes
+  only *confirmed* tracks' scores: a tentative track fading out is usually a false positive SAM 2 lets go
+  of, and detecting again then mostly finds the next false positive.
 
 Adaptive triggers (scene cut, score) fire only when at least ``min_gap`` frames have passed since the last
 keyframe; a trigger that arrives too early waits and fires once the gap allows (a score trigger only if the
-track is still lost then); any keyframe clears pending triggers. Counts are in processed frames (calls), not source frame numbers.
+track is still lost then); any keyframe clears pending triggers. Score triggers are also rate-limited:
+two score-triggered keyframes are at least ``score_trigger_gap`` frames apart (default ``detect_every``), so
+one occlusion after another cannot chain detections (each extra detection was found to shorten nothing but
+to add false positives); at most one extra detector run per interval. Counts are in processed frames (calls), not source frame numbers.
 """
 
 from __future__ import annotations
@@ -65,6 +70,7 @@ class KeyframePolicy:
         self.config = config
         self._frame = -1  # index of the last processed frame
         self._last_keyframe: int | None = None
+        self._last_score_keyframe: int | None = None
         self._prev_hist: np.ndarray | None = None
         self._prev_scores: dict[int, float] = {}
         self._pending_lost: set[int] = set()
@@ -103,7 +109,10 @@ class KeyframePolicy:
         if gap >= cfg.min_gap:
             if self._pending_cut:
                 return self._fire("scene_cut")
-            if self._pending_lost:
+            score_gap = cfg.score_trigger_gap if cfg.score_trigger_gap is not None else cfg.detect_every
+            if self._pending_lost and (self._last_score_keyframe is None
+                                       or self._frame - self._last_score_keyframe >= score_gap):
+                self._last_score_keyframe = self._frame
                 return self._fire("score")
         return False, ""
 

@@ -16,22 +16,52 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError
-from ..sinks import SINK_KINDS, AsyncWriter, make_sinks, prepare_output_dir, write_run_json
+from ..sinks import IMAGE_KINDS, SINK_KINDS, AsyncWriter, make_sinks, prepare_output_dir, write_run_json
 from ..types import FrameResult
+from .options import (
+    SAVE_DEFAULT,
+    add_decoding_options,
+    add_deprecated_alias,
+    add_model_options,
+    add_progress_option,
+    int_at_least,
+    parse_save,
+    tracker_config,
+)
 
 log = logging.getLogger("gsam2_video")
 
 
-def parse_save(text: str) -> list[str]:
-    """``--save`` value -> sink kinds; 'none' -> []."""
-    kinds = [k.strip().lower() for k in text.split(",") if k.strip()]
-    if kinds == ["none"]:
-        return []
-    unknown = [k for k in kinds if k not in SINK_KINDS]
-    if unknown or not kinds:
-        raise ConfigError(f"--save: unknown output {', '.join(unknown) or repr(text)}; "
-                          f"choose from {', '.join(SINK_KINDS)} or none")
-    return list(dict.fromkeys(kinds))
+def add_parser(subparsers: Any) -> argparse.ArgumentParser:
+    """Register ``track`` on the top-level CLI's subparsers."""
+    t = subparsers.add_parser("track", help="track objects in one video, folder of frames, camera or stream",
+                              description="Track the objects a prompt names through one source and write the "
+                                          "annotated video, per-frame masks and tracks in standard formats.")
+    t.add_argument("source", help="video file, image folder, glob, camera index (0) or stream URL "
+                                  "(rtsp/rtmp/http(s)/udp/tcp)")
+    t.add_argument("--prompt", required=True, help='classes to track, e.g. "person. car."')
+    t.add_argument("--out", type=Path, default=None, metavar="DIR",
+                   help="output folder (default runs/track/<source name>, numbered if it exists)")
+    # default None in every command (a shared flag has one default); each command fills in its own list
+    t.add_argument("--save", default=None, metavar="LIST",
+                   help=f"comma list of outputs: {', '.join(SINK_KINDS)} (default {SAVE_DEFAULT}; "
+                        "'none' writes only run.json)")
+    mode = t.add_mutually_exclusive_group()
+    mode.add_argument("--live", dest="mode", action="store_const", const="live",
+                      help="no lag, no back-fill (default for cameras and streams)")
+    mode.add_argument("--offline", dest="mode", action="store_const", const="offline",
+                      help="results lag up to K frames so new tracks are back-filled (default for files)")
+    t.add_argument("--video-codec", default="auto", metavar="CODEC",
+                   help="video.mp4 codec: auto (H.264: NVENC on an NVIDIA GPU that has it, else libx264), "
+                        "h264, hevc, av1, or an encoder name (libx264, h264_nvenc, libx265, libsvtav1, ...); "
+                        "a codec this FFmpeg build cannot encode stops the run with one line")
+    t.add_argument("--show", action="store_true", help="show the annotated frames in a window (q quits)")
+    add_progress_option(t)
+    add_decoding_options(t)
+    add_model_options(t)
+    # track's --max-objects was always the live cap: it keeps working under its explicit name
+    add_deprecated_alias(t, "--max-objects", "max_live_objects", "--max-live-objects", int_at_least(1))
+    return t
 
 
 def default_out_dir(source_name: str, root: Path = Path("runs/track")) -> Path:
@@ -45,13 +75,13 @@ def default_out_dir(source_name: str, root: Path = Path("runs/track")) -> Path:
     return root / f"{base.name}{n}"
 
 
-def run_track(args: argparse.Namespace) -> int:
-    from ..cli import tracker_config
+def run(args: argparse.Namespace) -> int:
+    """Run ``track``; returns the exit code (0, or 130 after Ctrl-C)."""
     from ..pipeline import Tracker
     from ..prompts import parse_prompt
     from ..sources import open_source
 
-    kinds = parse_save(args.save)
+    kinds = parse_save(args.save if args.save is not None else SAVE_DEFAULT)
     encoder = None
     if "video" in kinds:  # a missing encoder is a one-line error before the (slow) model load
         from ..sinks.encoders import choose_encoder
@@ -72,7 +102,7 @@ def run_track(args: argparse.Namespace) -> int:
         tracker = Tracker.from_pretrained(detector=args.detector, sam2=args.sam2, device=args.device,
                                           dtype=args.dtype, config=config)
         load_seconds = time.perf_counter() - t_load
-        run = tracker.track(source, prompt, keep_images=("video" in kinds or display is not None))
+        run = tracker.track(source, prompt, keep_images=(bool(IMAGE_KINDS & set(kinds)) or display is not None))
     except BaseException:
         source.close()
         if display is not None:

@@ -7,6 +7,9 @@ tokenizer is the real bert-base-uncased WordPiece vocabulary (shared test data);
 byte-level BPE vocabulary generated here (no merges), which is a valid tokenizer for a random model.
 ``write_offline_hub_cache`` lays a saved folder out as the Hugging Face hub cache, so loading by hub id
 with ``HF_HUB_OFFLINE=1`` can be tested too.
+
+Test-side on purpose: it reads a vocabulary from the shared test data outside the repository, and users
+load real checkpoints; benchmarks import it from here (``benchmarks/_common.py`` puts ``tests/`` on the path).
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ GROUNDING_DINO_TINY_ID = "IDEA-Research/grounding-dino-tiny"
 def default_vocab_file() -> Path:
     """The shared bert-base-uncased vocabulary (``$GSAM2_DATA`` or ``<repo>/../shared/data``)."""
     data = os.environ.get("GSAM2_DATA")
-    root = Path(data) if data else Path(__file__).resolve().parents[3] / "shared" / "data"
+    root = Path(data) if data else Path(__file__).resolve().parents[2] / "shared" / "data"
     return root / "bert-base-uncased-vocab.txt"
 
 

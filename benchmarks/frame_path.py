@@ -1,0 +1,162 @@
+"""Host-only work per frame on the tracker's main thread, at 1080p with N live objects.
+
+Why: on a GPU the models run asynchronously and the host must only enqueue work; whatever the main thread
+does outside torch operations (building label maps from host masks, per-object Python loops, PIL
+resizing) is time the GPU waits. This benchmark runs the real Tracker loop (tiny random SAM 2, a scripted
+detector placing N boxes in a grid, keyframes every 10 frames, live mode, no outputs) over bikes.mp4
+frames scaled to 1920 x 1080 and splits each frame's wall time into:
+
+* ``aten_ms``: time inside torch operations (a TorchDispatchMode times every aten call; on a GPU this is
+  the part that would be enqueued), and ``aten_ops`` their count;
+* ``host_ms``: wall - aten: Python, numpy and PIL work on the main thread;
+* ``preprocess_ms``: the part of host_ms spent in SAM 2's CPU preprocessing (PIL resize + normalise),
+  which runs as a CUDA kernel on GPUs;
+* ``host_reads``: reads of tensor data on the host (each a device sync on a GPU; tests/host_reads.py).
+
+Medians over the non-keyframes and the keyframes of one run per N, in one process each.
+The timing mode adds a few microseconds per aten op (counted as host time), so host_ms is an upper bound.
+
+Run: python benchmarks/frame_path.py [--objects 1 10 30 --frames 30]; prints JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+
+import _common as C
+
+
+class AtenTimer(TorchDispatchMode):
+    """Wall time and count of aten operations dispatched while active."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seconds = 0.0
+        self.ops = 0
+
+    def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
+        t0 = time.perf_counter()
+        out = func(*args, **(kwargs or {}))
+        self.seconds += time.perf_counter() - t0
+        self.ops += 1
+        return out
+
+
+class GridDetector:
+    """N boxes in a grid, the same on every keyframe (any frame_index signature)."""
+
+    def __init__(self, n: int, height: int, width: int) -> None:
+        cols = int(np.ceil(np.sqrt(n * width / height)))
+        rows = int(np.ceil(n / cols))
+        xs, ys = np.linspace(0, width, cols + 1), np.linspace(0, height, rows + 1)
+        cells = [(i, j) for j in range(rows) for i in range(cols)][:n]
+        self.boxes = np.array([[xs[i] + 8, ys[j] + 8, xs[i + 1] - 8, ys[j + 1] - 8] for i, j in cells],
+                              np.float32)
+
+    def detect(self, image: np.ndarray, prompt: Any, frame_index: int | None = None) -> Any:
+        from gsam2_video.types import Detections
+
+        n = len(self.boxes)
+        return Detections(self.boxes, np.full(n, 0.9, np.float32), np.zeros(n, np.int64), ["person"] * n)
+
+
+def child(args: argparse.Namespace) -> dict[str, Any]:
+    import cv2
+
+    from gsam2_video.config import AssociationConfig, KeyframeConfig, PropagatorConfig, TrackerConfig
+    from gsam2_video.models import sam2_preprocess
+    from gsam2_video.models.propagator import Sam2Propagator
+    from gsam2_video.pipeline import Tracker
+    from host_reads import count_host_reads
+
+    torch.set_num_threads(1)
+    h, w = 1080, 1920
+    frames = [cv2.resize(f, (w, h), interpolation=cv2.INTER_LINEAR)
+              for f in C.read_frames(C.VIDEOS / "bikes.mp4", min(args.frames, 50))]
+    prop = Sam2Propagator.from_pretrained(str(C.sam2_dir("tiny")), PropagatorConfig(), device="cpu",
+                                          dtype="fp32")
+    config = TrackerConfig(keyframes=KeyframeConfig(detect_every=10, score_trigger=False, scene_cut_threshold=None),
+                           association=AssociationConfig(max_missed_keyframes=100, iou_threshold=1.0,
+                                                         duplicate_coverage=1.0, weak_iou=None,
+                                                         reacquire_iou=None))
+    tracker = Tracker(GridDetector(args.n, h, w), prop, config)
+    pre = {"s": 0.0}
+    original = sam2_preprocess.preprocess_frame
+
+    def timed_preprocess(*a: Any, **k: Any) -> Any:
+        t0 = time.perf_counter()
+        try:
+            return original(*a, **k)
+        finally:
+            pre["s"] += time.perf_counter() - t0
+
+    for module in list(sys.modules.values()):  # wherever it was imported by name
+        if getattr(module, "preprocess_frame", None) is original:
+            module.preprocess_frame = timed_preprocess
+    rows = []
+    source = C.LoopedSource(frames, args.frames, name="bikes-1080p")
+    with tracker.track(source, "person.", mode="live") as run, count_host_reads() as reads:
+        it = iter(run)
+        while True:
+            timer = AtenTimer()
+            pre["s"] = 0.0
+            mark = reads.mark()
+            t0 = time.perf_counter()
+            with timer:
+                result = next(it, None)
+            wall = time.perf_counter() - t0
+            if result is None:
+                break
+            live = len(getattr(run, "session", None).obj_ids) if getattr(run, "session", None) is not None \
+                else len(tracker.propagator.obj_ids)
+            calls = reads.since(mark)
+            rows.append({"frame": result.frame_index, "keyframe": bool(result.is_keyframe), "live": live,
+                         "wall_ms": wall * 1e3, "aten_ms": timer.seconds * 1e3,
+                         "host_ms": (wall - timer.seconds) * 1e3, "preprocess_ms": pre["s"] * 1e3,
+                         "aten_ops": timer.ops, "host_reads": len(calls),
+                         "host_read_bytes": sum(c[1] for c in calls)})
+    out: dict[str, Any] = {"objects": args.n, "frames": len(rows)}
+    for kind, sel in (("non_keyframe", [r for r in rows[1:] if not r["keyframe"]]),
+                      ("keyframe", [r for r in rows if r["keyframe"]])):
+        out[kind] = {k: round(C.median([r[k] for r in sel]), 3) for k in
+                     ("wall_ms", "aten_ms", "host_ms", "preprocess_ms", "aten_ops", "host_reads", "host_read_bytes",
+                      "live")} if sel else {}
+        if sel:
+            out[kind]["host_ms_without_preprocess"] = round(
+                C.median([r["host_ms"] - r["preprocess_ms"] for r in sel]), 3)
+    return out
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--objects", type=int, nargs="+", default=[1, 10, 30])
+    p.add_argument("--frames", type=int, default=30)
+    p.add_argument("--n", type=int, default=1, help=argparse.SUPPRESS)
+    p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    args = p.parse_args()
+    if args.child:
+        import json
+
+        print(json.dumps(child(args)))
+        return
+    C.sam2_dir("tiny")
+    runs = [C.run_child(Path(__file__).resolve(), ["--frames", str(args.frames), "--n", str(n), "--child"])
+            for n in args.objects]
+    C.emit({"setup": {"video": "bikes.mp4 scaled to 1920x1080", "sam2": "tiny test config, fp32",
+                      "detector": "scripted grid boxes", "detect_every": 10, "mode": "live", "threads": 1},
+            "runs": runs, "target": "non-keyframe host_ms <= 15 at 1080p with 10 objects"})
+
+
+if __name__ == "__main__":
+    main()
