@@ -15,6 +15,9 @@ is shared, and under load the wall time of a one-core run grows with the other p
 stays the work done; ``draw`` and ``label_map`` are CPU time. The pool's gain shows in wall time only.
 
 Two modes, each in a fresh child process pinned with ``sched_setaffinity`` before numpy/OpenCV start:
+``--labels`` builds the results from a label map (``FrameResult(..., labels=...)``), as the pipeline does
+since the device-path change, instead of N masks (then ``label_map`` costs nothing).
+
 ``single`` = one core, sinks one after another, OpenCV and the encoder on one thread; ``pool`` = two cores,
 sinks in parallel lanes, OpenCV and the encoder on two threads. ``--code DIR`` runs another checkout's
 package (e.g. an export of main) with the same frames and timing, for the before/after comparison; options
@@ -66,6 +69,7 @@ def child(args: argparse.Namespace) -> dict[str, Any]:
     import statistics
 
     import cv2
+    import numpy as np
 
     cv2.setNumThreads(threads)
     from clip_results import clip_frames, clip_results
@@ -86,7 +90,10 @@ def child(args: argparse.Namespace) -> dict[str, Any]:
     except ImportError:  # the code before the label-map writers
         resolved_label_map = None
         FrameView = None
-    from gsam2_video.types import VideoInfo
+    from gsam2_video.types import FrameResult, VideoInfo
+
+    if args.labels and "labels" not in inspect.signature(FrameResult).parameters:
+        raise SystemExit("--labels needs a FrameResult that takes labels=")
 
     video = Path(args.videos) / "bikes.mp4"
     rows: list[dict[str, Any]] = []
@@ -95,6 +102,12 @@ def child(args: argparse.Namespace) -> dict[str, Any]:
         frames = clip_frames(video, 5, size)
         for objects in (int(n) for n in args.objects.split(",")):
             distinct = clip_results(frames, objects, seed=objects)
+            if args.labels:  # the pipeline's results: a label map, no per-track masks
+                distinct = [FrameResult(r.frame_index, r.timestamp, r.height, r.width, r.track_ids,
+                                        boxes=r.boxes, scores=r.scores, class_ids=r.class_ids,
+                                        class_names=r.class_names, image=r.image,
+                                        labels=r.label_map(np.uint8 if objects < 256 else np.uint16))
+                            for r in distinct]
             results = [dataclasses.replace(distinct[i % len(distinct)], frame_index=i, timestamp=i / 25)
                        for i in range(args.frames)]
             info = VideoInfo("bikes", str(video), size[1], size[0], 25.0, len(results))
@@ -155,6 +168,8 @@ def main() -> None:
     parser.add_argument("--videos", default=str(Path(os.environ.get("GSAM2_DATA", REPO.parent / "shared" /
                                                                     "data")) / "videos"))
     parser.add_argument("--out", type=Path, default=None, help="also write the JSON here")
+    parser.add_argument("--labels", action="store_true",
+                        help="results carry a label map (labels=), as the pipeline's do, instead of masks")
     parser.add_argument("--mode", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.mode:  # child process: one mode
@@ -169,10 +184,13 @@ def main() -> None:
                "--frames", str(args.frames), "--repeats", str(args.repeats), "--videos", args.videos]
         if args.code:
             cmd += ["--code", args.code]
+        if args.labels:
+            cmd += ["--labels"]
         env = {**os.environ, "OMP_NUM_THREADS": "1" if mode == "single" else "2"}
         proc = subprocess.run(cmd, stdout=subprocess.PIPE, text=True, check=True, env=env, cwd=REPO)
         runs.append(json.loads(proc.stdout.strip().splitlines()[-1]))
     doc = {"command": command_line(), "machine": machine(), "code": args.code or "this checkout",
+           "results_from": "label maps" if args.labels else "masks",
            "frames_per_run": args.frames, "repeats": args.repeats, "runs": runs}
     text = json.dumps(doc, indent=2)
     print(text)
