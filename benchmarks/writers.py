@@ -63,7 +63,7 @@ def child(args: argparse.Namespace) -> dict[str, Any]:
     else:
         sys.path.insert(0, str(REPO))
     sys.path.insert(1, str(REPO / "tests"))
-    import dataclasses
+    import copy
     import inspect
     import shutil
     import statistics
@@ -108,8 +108,11 @@ def child(args: argparse.Namespace) -> dict[str, Any]:
                                         class_names=r.class_names, image=r.image,
                                         labels=r.label_map(np.uint8 if objects < 256 else np.uint16))
                             for r in distinct]
-            results = [dataclasses.replace(distinct[i % len(distinct)], frame_index=i, timestamp=i / 25)
-                       for i in range(args.frames)]
+            results = []
+            for i in range(args.frames):  # shallow copies share the arrays; only the index and time differ
+                r = copy.copy(distinct[i % len(distinct)])
+                r.frame_index, r.timestamp = i, i / 25
+                results.append(r)
             info = VideoInfo("bikes", str(video), size[1], size[0], 25.0, len(results))
             row: dict[str, Any] = {"size": size_name, "objects": objects, "ms_per_frame": {},
                                    "cpu_ms_per_frame": {}}
