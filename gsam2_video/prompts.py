@@ -10,12 +10,15 @@ chunks of whole classes, each run separately and merged by the detector.
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from .errors import PromptError
+
+log = logging.getLogger("gsam2_video")
 
 # Separators between class names in a user prompt: Grounding DINO's "." plus the ones people type.
 _SEPARATORS = re.compile(r"[.,;\n|]+")
@@ -64,7 +67,12 @@ def parse_prompt(text: str | Sequence[str] | Prompt) -> Prompt:
     for part in parts:
         for raw in _SEPARATORS.split(part):
             name = _normalise_name(raw)
-            if not name or not _HAS_WORD.search(name) or name in seen:
+            if name and not _HAS_WORD.search(name):
+                # dropping it silently would shift the class ids of every class after it
+                log.warning("prompt class %r has no letter or digit: ignored (class ids number the classes "
+                            "that remain, in order)", raw.strip())
+                continue
+            if not name or name in seen:
                 continue
             seen.add(name)
             classes.append(name)

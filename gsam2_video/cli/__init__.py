@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
 from collections.abc import Sequence
 
@@ -55,14 +56,18 @@ def _configure_logging(verbose: bool) -> None:
     log.setLevel(logging.DEBUG if verbose else logging.WARNING)
     log.propagate = False
     logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING)
-    if not verbose:
-        try:
-            from transformers.utils import logging as hf_logging
+    if verbose:
+        return
+    if "transformers" not in sys.modules:
+        # importing transformers costs seconds; a typo must be reported before that, so the libraries read
+        # their quiet settings from the environment when the models load (a user's own setting wins)
+        os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+        return
+    from transformers.utils import logging as hf_logging
 
-            hf_logging.set_verbosity_error()
-            hf_logging.disable_progress_bar()
-        except ImportError:  # pragma: no cover - transformers is a dependency
-            pass
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,8 +1,10 @@
 """``gsam2-video track``: one source in, annotated video / masks / tracks out.
 
-Cheap checks (prompt, outputs, source) run before the models load so a typo costs milliseconds, not a
-model load. Outputs go through one async writer; a Ctrl-C closes them properly (complete files for the
-frames done) and run.json records the interruption.
+Cheap checks (prompt, outputs, source) run before torch is even imported, so a typo costs well under 2 s,
+not a model load. Outputs go through one async writer. However the run ends (finished, Ctrl-C, or a failure:
+encoder error, full disk, source gone) every output is closed with complete files for the frames done and
+run.json says how it ended (``status``: completed / interrupted / failed, with the reason); a failure prints
+one line and exits non-zero.
 """
 
 from __future__ import annotations
@@ -15,7 +17,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ..errors import ConfigError
+from ..errors import ConfigError, OutputError
+from ..live.options import add_live_options, check_live_options, stream_timeouts
+from ..live.outputs import LiveOutputs
+from ..outcome import FAILED, RunOutcome
 from ..sinks import IMAGE_KINDS, SINK_KINDS, AsyncWriter, make_sinks, prepare_output_dir, write_run_json
 from ..types import FrameResult
 from .options import (
@@ -61,6 +66,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     add_model_options(t)
     # track's --max-objects was always the live cap: it keeps working under its explicit name
     add_deprecated_alias(t, "--max-objects", "max_live_objects", "--max-live-objects", int_at_least(1))
+    add_live_options(t)
     return t
 
 
@@ -76,11 +82,11 @@ def default_out_dir(source_name: str, root: Path = Path("runs/track")) -> Path:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Run ``track``; returns the exit code (0, or 130 after Ctrl-C)."""
-    from ..pipeline import Tracker
+    """Run ``track``; returns the exit code (0; 130 after Ctrl-C; 2 or 1 after a failure, outputs kept)."""
     from ..prompts import parse_prompt
     from ..sources import open_source
 
+    # everything a user can get wrong is checked here, before torch / transformers are imported (seconds)
     kinds = parse_save(args.save if args.save is not None else SAVE_DEFAULT)
     encoder = None
     if "video" in kinds:  # a missing encoder is a one-line error before the (slow) model load
@@ -89,29 +95,37 @@ def run(args: argparse.Namespace) -> int:
         encoder = choose_encoder(getattr(args, "video_codec", "auto"))
     prompt = parse_prompt(args.prompt)
     config = tracker_config(args)
+    check_live_options(args)
     display = _Display() if args.show else None
     source = open_source(args.source, decoder=args.decoder, start=args.start, stride=args.stride,
-                         max_frames=args.max_frames)
+                         max_frames=args.max_frames, **stream_timeouts(args))
     created: list[Path] = []
+    live: LiveOutputs | None = None
     try:
+        live = LiveOutputs(args)
         info = source.info
         target = args.out if args.out is not None else default_out_dir(info.name)
         created = [p for p in (target, *target.parents) if not p.exists()]  # deepest first
         out_dir = prepare_output_dir(target)  # checked before the (slow) model load
+        from ..pipeline import Tracker
+
         t_load = time.perf_counter()
         tracker = Tracker.from_pretrained(detector=args.detector, sam2=args.sam2, device=args.device,
                                           dtype=args.dtype, config=config)
         load_seconds = time.perf_counter() - t_load
-        run = tracker.track(source, prompt, keep_images=(bool(IMAGE_KINDS & set(kinds)) or display is not None))
+        run = tracker.track(source, prompt, keep_images=(bool(IMAGE_KINDS & set(kinds)) or display is not None
+                                                         or live.needs_image))
     except BaseException:
         source.close()
+        if live is not None:
+            live.close()
         if display is not None:
             display.close()
         _remove_empty(created)  # nothing was written: leave no empty run folder behind
         raise
-    sinks = make_sinks(kinds, out_dir, video_codec=encoder.name if encoder else "auto")
+    sinks = make_sinks(kinds, out_dir, video_codec=encoder.name if encoder else "auto") + live.sinks(source)
     writer = AsyncWriter(sinks)
-    interrupted = False
+    outcome = RunOutcome()
     t0 = time.perf_counter()
     max_live = 0
     ids_seen: set[int] = set()
@@ -134,22 +148,21 @@ def run(args: argparse.Namespace) -> int:
                 if display is not None and not display.show(result):
                     break
     except KeyboardInterrupt:
-        interrupted = True
-        try:
-            for result in run.drain():  # finished frames still held for back-fill are complete: keep them
-                record(result)
-        except KeyboardInterrupt:
-            pass
+        outcome.interrupt()
+        _keep_held(run, record, writer)
         log.warning("interrupted: closing outputs for the %d frames done", run.stats.frames_emitted)
-    except BaseException:
-        writer.abort()
-        raise
+    except Exception as exc:
+        outcome.fail(exc, output_failed=writer.error is not None)
+        log.debug("run failed", exc_info=True)
+        _keep_held(run, record, writer)
     finally:
         if progress is not None:
             progress.close()
         if display is not None:
             display.close()
-    writer.close()
+    outcome.lose(writer.finish())  # every output closed for the frames done, after a failure too
+    if writer.error is not None:
+        outcome.fail(writer.error, output_failed=True)  # a sink failed on the last frames, after the loop
     wall = time.perf_counter() - t0
     stats = run.stats.to_json()
     src_stats = getattr(source, "stats", {}) or {}
@@ -160,26 +173,49 @@ def run(args: argparse.Namespace) -> int:
         "prompt": list(prompt.classes),
         "settings": run.config.to_json(),  # the effective settings: model truth, resolved precision
         "mode": "live" if run.live else "offline",
-        "outputs": [p for s in sinks for p in s.outputs],
-        "frames": {"read": stats["frames_read"], "written": stats["frames_emitted"],
+        "outputs": [p for s in sinks for p in s.outputs if p not in outcome.lost_outputs],
+        "frames": {"requested": info.frame_count, "read": stats["frames_read"], "written": writer.frames_written,
                    "dropped": int(src_stats.get("frames_dropped", 0))},
         "tracks": {"total": len(ids_seen), "max_simultaneous": max_live},
         "stats": stats,
         "source_stats": dict(src_stats),
+        "source_events": list(getattr(source, "events", []) or []),
         "writer": {"frames_written": writer.frames_written, "blocked_seconds": round(writer.blocked_seconds, 3),
                    "sink_seconds": {k: round(v, 3) for k, v in writer.sink_seconds.items()},
                    "parallel": writer.parallel, "video_encoder": encoder.name if encoder else None},
         "seconds": {"model_load": round(load_seconds, 3), "wall": round(wall, 3),
                     "fps": round(stats["frames_emitted"] / wall, 3) if wall > 0 else None},
-        "interrupted": interrupted,
+        **outcome.to_json(writer.frames_written),
     }
-    write_run_json(out_dir / "run.json", report)
+    try:
+        write_run_json(out_dir / "run.json", report)
+    except OutputError as exc:
+        print(f"gsam2-video: error: run.json not written: {exc}", file=sys.stderr)
+        return outcome.exit_code or 2
+    if outcome.status == FAILED:
+        print(f"gsam2-video: error: {outcome.reason}; kept {writer.frames_written} finished frames in {out_dir} "
+              f"(run.json: status failed)", file=sys.stderr)
+        return outcome.exit_code
     if stats["frames_read"] and not ids_seen:
         log.warning("no objects matching %r were found in %d frames; outputs are empty",
                     prompt.text(), stats["frames_read"])
     print(f"gsam2-video: {stats['frames_emitted']} frames, {len(ids_seen)} tracks -> {out_dir}",
           file=sys.stderr)
-    return 130 if interrupted else 0
+    return outcome.exit_code
+
+
+def _keep_held(run: Any, record: Any, writer: AsyncWriter) -> None:
+    """Write the finished frames an offline run still holds for back-fill (their masks are final), unless the
+    writer itself failed; a second Ctrl-C or another failure stops this, never the closing of the outputs."""
+    if writer.error is not None:
+        return
+    try:
+        for result in run.drain():
+            record(result)
+    except KeyboardInterrupt:
+        pass
+    except Exception as exc:  # noqa: BLE001 - the first failure is the one reported
+        log.debug("writing held frames failed: %s", exc)
 
 
 def _remove_empty(folders: list[Path]) -> None:

@@ -109,6 +109,11 @@ class VideoJob:
                 "decoding": self.source_options.to_json(), "tracking": dict(sorted(self.tracking.items()))}
 
 
+#: longest video name: file systems allow 255 bytes per name, and the hidden temporary names built from it
+#: (".<name>.<random>.partial", ".<name>.old.<random>.partial") add up to 26 more
+MAX_NAME_BYTES = 200
+
+
 def safe_name(text: str) -> str:
     """A folder name that is the same on every OS and never hidden: ``[A-Za-z0-9._-]``, no leading dot."""
     name = _UNSAFE.sub("_", text).strip("_")
@@ -196,6 +201,10 @@ def _unique_names(entries: list[tuple[str, Path | None, str | None]]) -> list[st
             names[i] = safe_name(f"{path.parent.name}_{names[i]}")
     seen: dict[str, str] = {}
     for n, (src, _, _) in zip(names, entries):
+        if len(n.encode("utf-8")) > MAX_NAME_BYTES:
+            raise ConfigError(f"video name {n[:40]!r}... ({src}) is {len(n.encode('utf-8'))} bytes long; names "
+                              f"become folder names and must be at most {MAX_NAME_BYTES} bytes: give a shorter "
+                              f"manifest 'name'")
         if n in seen:
             raise ConfigError(f"two inputs would both be named {n!r} ({seen[n]} and {src}); give them distinct "
                               f"names with a manifest 'name' column")

@@ -177,12 +177,7 @@ class RayBackend:
         """Join the cluster (or start a local one); True when this call started Ray (and must stop it)."""
         if ray.is_initialized():
             return False
-        try:
-            ray.init(address=self.options.address, include_dashboard=False, log_to_driver=False,
-                     logging_level=logging.WARNING)
-        except (ConnectionError, RuntimeError, ValueError) as exc:
-            where = self.options.address or "the local machine"
-            raise ConfigError(f"cannot start or reach a Ray cluster at {where}: {exc}") from None
+        start_ray(ray, self.options.address)
         return True
 
     def _check_resources(self, ray: Any, progress: RunProgress) -> None:
@@ -377,6 +372,36 @@ class RayBackend:
         except Exception as exc:  # noqa: BLE001 - already gone
             log.debug("Ray worker %d: kill: %s", slot.number, exc)
         slot.actor = None
+
+
+def start_ray(ray: Any, address: str | None) -> None:
+    """Join the cluster at ``address``, or start a local one that listens on 127.0.0.1 only.
+
+    Why: a local cluster's servers (GCS, raylet, workers, runtime-env agent) otherwise listen on every
+    interface, so anyone on the network could submit work to this machine. Ray turns a loopback
+    ``_node_ip_address`` into the machine's outward address (``resolve_ip_for_localhost``); for the duration
+    of the start that conversion is switched off, so every server binds 127.0.0.1. Joining an existing
+    cluster (``--ray-address`` or ``RAY_ADDRESS``) keeps that cluster's own addresses.
+    """
+    kwargs: dict[str, Any] = {"address": address, "include_dashboard": False, "log_to_driver": False,
+                              "logging_level": logging.WARNING}
+    local = address is None and not os.environ.get("RAY_ADDRESS")
+    services = getattr(getattr(ray, "_private", None), "services", None)
+    resolve = getattr(services, "resolve_ip_for_localhost", None)
+    if local:
+        kwargs["_node_ip_address"] = "127.0.0.1"
+        if resolve is not None:
+            services.resolve_ip_for_localhost = lambda host: host
+        else:  # pragma: no cover - a Ray without the hook: it may still pick the outward address
+            log.warning("this Ray version may bind the local cluster to all interfaces")
+    try:
+        ray.init(**kwargs)
+    except (ConnectionError, RuntimeError, ValueError) as exc:
+        where = address or "the local machine"
+        raise ConfigError(f"cannot start or reach a Ray cluster at {where}: {exc}") from None
+    finally:
+        if local and resolve is not None:
+            services.resolve_ip_for_localhost = resolve
 
 
 def _cause(exc: BaseException) -> BaseException:

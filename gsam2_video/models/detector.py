@@ -167,7 +167,10 @@ class Detector:
     def image_inputs(self, image: np.ndarray) -> dict[str, torch.Tensor]:
         """The image processor's tensors for ``image`` at the configured input resolution."""
         size = {"shortest_edge": self.config.shortest_edge, "longest_edge": self.config.longest_edge}
-        enc = self.processor.image_processor(images=image, size=size, return_tensors="pt")
+        # frames are always H x W x 3; without saying so, transformers guesses the channel axis from the shape
+        # and misreads tiny frames (1 x 1 x 3, 4 x 4 x 3) as channels-first
+        enc = self.processor.image_processor(images=image, size=size, return_tensors="pt",
+                                             input_data_format="channels_last")
         return {k: v for k, v in enc.items() if k in ("pixel_values", "pixel_mask")}
 
     def _check_input_size(self, pixels: dict[str, torch.Tensor]) -> None:

@@ -114,7 +114,12 @@ class DavisSink(Sink):
             img.putpalette(self._palette)
         else:
             img = Image.fromarray(labels.astype(np.uint16))
-        img.save(path, format="PNG", compress_level=self.compress_level)
+        try:
+            img.save(path, format="PNG", compress_level=self.compress_level)
+        except BaseException:
+            # a half-written PNG (disk full mid-file) must not be published when a failed run keeps its frames
+            remove_quietly(path)
+            raise
 
     def _convert_to_16_bit(self, folder: Path) -> None:
         for index in self._to_convert:

@@ -21,6 +21,10 @@ the pipeline stops early) and :meth:`close` re-raises it after aborting every si
 permission) is re-raised as :class:`~gsam2_video.errors.OutputError` naming the sink. Used as a context
 manager, an exception in the ``with`` body aborts the sinks (no final-named output appears), a clean exit
 closes them.
+
+After a failure (a sink's own error, or one elsewhere in the run) :meth:`finish` keeps what was done instead:
+it closes every sink for the frames written so far and aborts only the outputs that cannot be finished, so a
+failed run still leaves complete files for every finished frame (``abort`` is for "publish nothing").
 """
 
 from __future__ import annotations
@@ -174,6 +178,40 @@ class AsyncWriter:
         self._state = "closed"
         if first is not None:
             raise first
+
+    @property
+    def error(self) -> BaseException | None:
+        """The first sink error (as raised to the caller), or None while every sink is healthy."""
+        return self._error
+
+    def finish(self) -> dict[str, str]:
+        """Close every sink for the frames written so far, even after a sink error; never raises a sink error.
+
+        Why: a run that fails mid-way (encoder error, disk full, source gone) must not throw away the frames it
+        finished. Results still queued are written unless a sink already failed (then the worker skipped them,
+        so every kept output ends at the same frame, give or take the one the failing sink was writing). The
+        failed sink is closed too when it still can be (a PNG folder keeps its earlier frames, a video its
+        earlier packets); an output whose close fails is aborted. Returns ``{output path: reason}`` for the
+        outputs that could not be kept.
+        """
+        if self._state != "open":
+            return {}
+        self._stop_thread()
+        lost: dict[str, str] = {}
+        for sink in self.sinks:
+            start = time.perf_counter()
+            try:
+                sink.close()
+            except Exception as err:  # noqa: BLE001 - reported per output; the run's own failure matters more
+                try:
+                    sink.abort()
+                except Exception as again:  # noqa: BLE001 - abort is best effort
+                    log.debug("aborting %s output failed: %s", sink.kind, again)
+                reason = str(_as_output_error(sink, err))
+                lost.update({path: reason for path in sink.outputs})
+            self.sink_seconds[sink.kind] += time.perf_counter() - start
+        self._state = "closed"
+        return lost
 
     def abort(self) -> None:
         """Stop without finishing: queued results are dropped and every sink deletes its partial output."""

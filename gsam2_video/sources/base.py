@@ -63,7 +63,7 @@ class Selection:
 
 def new_stats() -> dict[str, int]:
     return {"frames_read": 0, "frames_yielded": 0, "frames_dropped": 0, "frames_missing": 0,
-            "reconnects": 0, "decode_errors": 0, "stream_lost": 0}
+            "reconnects": 0, "discontinuities": 0, "decode_errors": 0, "stream_lost": 0}
 
 
 class FrameSource(ABC):
@@ -71,7 +71,8 @@ class FrameSource(ABC):
 
     ``stats`` keys: frames_read (frames the reader produced after start/stride), frames_yielded (handed to
     the consumer), frames_dropped (live: replaced before being consumed), frames_missing (frames a file
-    declares but that did not decode), reconnects, decode_errors, stream_lost (1 when a live input went away
+    declares but that did not decode), reconnects, discontinuities (timestamp jumps a stream re-based),
+    decode_errors, stream_lost (1 when a live input went away
     and could not be re-opened: iteration ended early).
     """
 

@@ -4,9 +4,12 @@ Connecting happens in the constructor with bounded timeouts, so an unreachable U
 The reader then demuxes and decodes packet by packet (a bad packet is counted, not fatal). When the stream
 ends or breaks in live mode it is re-opened with exponential backoff (:mod:`.reconnect`); a non-live read
 ends at the stream's end (a server closing the connection, which FFmpeg reports as EOF or, for HTTP bodies
-of unknown length, as EIO) and reconnects only after real failures (reset, read timeout, decode collapse). Timestamps are pts * time_base relative to the first frame, re-based after a
-reconnect (or a pts jump backwards, e.g. MPEG-TS wrap-around) so they stay strictly increasing across the
-whole session. Frame ``index`` counts every frame received since opening, so gaps show dropped frames.
+of unknown length, as EIO) and reconnects only after real failures (reset, read timeout, decode collapse).
+Timestamps are pts * time_base relative to the first frame, re-based by :class:`SessionClock` after a
+reconnect or a discontinuity (pts going backwards, MPEG-TS restart or wrap-around, a large forward jump) so
+they stay strictly increasing across the whole session; each reconnect and discontinuity is counted in
+``stats`` and listed in :attr:`StreamSource.events` (run.json ``source_events``). A stop asked for by the
+consumer ends the reader quietly (no "reconnecting" message). Frame ``index`` counts every frame received since opening, so gaps show dropped frames.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from .reconnect import ReconnectPolicy, reconnect
 LOG = logging.getLogger("gsam2_video")
 
 MAX_CONSECUTIVE_DECODE_ERRORS = 50
+MAX_EVENTS = 1000  # reconnect / discontinuity records kept for run.json (a soak must not grow memory)
 
 
 @dataclass
@@ -76,6 +80,10 @@ class StreamSource(FrameSource):
         options = dict(av_options or {})
         if url.lower().startswith("rtsp") and "rtsp_transport" not in options:
             options["rtsp_transport"] = "tcp"  # UDP RTP loses packets on busy links; TCP is the safe default
+        if url.lower().startswith("udp") and "overrun_nonfatal" not in options:
+            # datagrams keep arriving while the models load: a full receive buffer must drop old packets,
+            # not end the connection
+            options["overrun_nonfatal"] = "1"
         self.av_options = options
         self._display = name
         self._connection: _Connection | None = self._connect()
@@ -88,6 +96,7 @@ class StreamSource(FrameSource):
                          frame_count=selection.count(frames) if (frames and not live) else None,
                          is_live=live)
         super().__init__(info, selection, live=live, prefetch=prefetch)
+        self._events: list[dict[str, Any]] = []
         self._join_timeout = self.read_timeout + 2.0
 
     # -- connecting --------------------------------------------------------------------------------------
@@ -168,24 +177,22 @@ class StreamSource(FrameSource):
     def _produce(self, stop: threading.Event) -> Iterator[Frame]:
         sel = self.selection
         step = 1.0 / self.info.fps / sel.stride if self.info.fps else 1.0 / 30.0
+        clock = SessionClock(step, wall_gaps=self.live)
         position = 0
-        last_ts = -step  # so the first frame of the session is stamped 0.0
         connection = self._connection
         while connection is not None and not stop.is_set():
             self._connection = connection
-            origin: float | None = None  # seconds of this connection's first pts
-            offset = last_ts + step  # where this connection's first frame lands on the session clock
+            clock.new_connection()
             outcome: list[BaseException | None] = [None]
             try:
                 for frame in self._decoded(connection, stop, outcome):
-                    if frame.pts is None:
-                        timestamp = last_ts + step
-                    else:
-                        seconds = float(frame.pts * (frame.time_base or Fraction(1, 90000)))
-                        if origin is None or offset + seconds - origin <= last_ts - 1.0:
-                            origin, offset = seconds, last_ts + step  # first frame, or pts jumped back
-                        timestamp = max(offset + seconds - origin, last_ts + step / 1000.0)
-                    last_ts = timestamp
+                    seconds = None if frame.pts is None else \
+                        float(frame.pts * (frame.time_base or Fraction(1, 90000)))
+                    timestamp, jump = clock.stamp(seconds)
+                    if jump is not None:
+                        self._stats["discontinuities"] += 1
+                        self._event("discontinuity", position, timestamp, pts_jump_s=round(jump, 6))
+                        LOG.info("%s: timestamps jumped %+.3f s at frame %d; re-based", self.name, jump, position)
                     if sel.wanted(position):
                         yield Frame(position, timestamp, np.ascontiguousarray(frame.to_ndarray(format="rgb24")))
                     position += 1
@@ -195,19 +202,89 @@ class StreamSource(FrameSource):
             finally:
                 connection.close()
                 self._connection = None
+            if stop.is_set():
+                return  # the consumer stopped the run (Ctrl-C, --max-frames, close): a normal end, not an outage
             failure = outcome[0]
             if not self.live and (failure is None or _is_end_of_body(failure)):
                 return  # a finite stream ended (FFmpeg reports an HTTP body without length ending as EIO)
             what = f"broke ({_reason(failure, self.read_timeout)})" if failure is not None else "ended"
             LOG.warning("%s: stream %s after %d frames; reconnecting", self.name, what, position)
+            began = time.monotonic()
             connection = reconnect(self._connect, self.reconnect_policy, stop, self.name)
             if connection is not None:
                 self._stats["reconnects"] += 1
+                self._event("reconnect", position, clock.last, outage_s=round(time.monotonic() - began, 3),
+                            cause=what)
             elif not stop.is_set():
                 self._stats["stream_lost"] = 1
+                self._event("stream_lost", position, clock.last, cause=what)
                 LOG.warning("%s: stream lost: could not reconnect (%d attempts, %.0f s budget); ending after "
                             "%d frames", self.name, self.reconnect_policy.max_attempts,
                             self.reconnect_policy.max_total_s, position)
+
+    def _event(self, kind: str, position: int, timestamp: float, **details: Any) -> None:
+        """Remember a reconnect / discontinuity for run.json (the first MAX_EVENTS; the stats count all)."""
+        if len(self._events) < MAX_EVENTS:
+            self._events.append({"event": kind, "frame": position, "timestamp": round(timestamp, 6), **details})
+
+    @property
+    def events(self) -> list[dict[str, Any]]:
+        """Reconnects, timestamp discontinuities and a lost stream, in order (at most MAX_EVENTS kept)."""
+        return list(self._events)
+
+
+class SessionClock:
+    """Turns each connection's pts into one strictly increasing session timeline.
+
+    Why: a stream's pts restart when its server restarts (a new MPEG-TS muxer starts near 1.4 s), wrap around
+    (MPEG-TS pts are 33-bit: every 26.5 h) or jump when a camera resets. Downstream, the video encoder and
+    every output need increasing times. Rule: within a run of continuous pts, timestamp = offset + (pts -
+    origin), so real timing (variable frame rate, dropped frames) is kept. The timeline is re-based (a new
+    origin at the next frame slot) on a new connection, on a pts that goes backwards, and on a forward
+    jump above ``max_jump_s``; an equal pts is not a jump, it is moved a millisecond-step later (a restarted source far ahead). On a live source the slot is placed after the
+    wall-clock time that really passed since the last frame (an outage shows as the gap it was); reading a
+    recording as fast as possible it is one frame step.
+    """
+
+    def __init__(self, step: float, *, wall_gaps: bool, max_jump_s: float = 10.0) -> None:
+        self.step = step
+        self.wall_gaps = wall_gaps
+        self.max_jump_s = max_jump_s
+        self.last = -step  # so the first frame of the session is stamped 0.0
+        self._origin: float | None = None
+        self._offset = 0.0
+        self._prev_pts: float | None = None
+        self._last_wall: float | None = None
+
+    def new_connection(self) -> None:
+        self._origin = None
+        self._prev_pts = None
+
+    def _next_slot(self, now: float) -> float:
+        gap = self.step
+        if self.wall_gaps and self._last_wall is not None:
+            gap = max(gap, now - self._last_wall)
+        return self.last + gap
+
+    def stamp(self, pts_seconds: float | None) -> tuple[float, float | None]:
+        """(session timestamp, pts jump in seconds when this frame re-based a running connection, else None)."""
+        now = time.monotonic()
+        jump: float | None = None
+        if pts_seconds is None:
+            timestamp = self.last + self.step
+        else:
+            if self._origin is None:
+                self._origin, self._offset = pts_seconds, self._next_slot(now)
+            elif self._prev_pts is not None and not 0 <= pts_seconds - self._prev_pts <= self.max_jump_s:
+                jump = pts_seconds - self._prev_pts
+                self._origin, self._offset = pts_seconds, self._next_slot(now)
+            self._prev_pts = pts_seconds
+            timestamp = self._offset + pts_seconds - self._origin
+        if timestamp <= self.last:  # equal pts, or a frame without pts after a re-base: never go back
+            timestamp = self.last + self.step / 1000.0
+        self.last = timestamp
+        self._last_wall = now
+        return timestamp, jump
 
 
 def _is_end_of_body(exc: BaseException) -> bool:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import math
+import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -76,10 +77,19 @@ class VideoFileSource(FrameSource):
 
     # -- end of file bookkeeping -------------------------------------------------------------------------
     def _finish(self, decoded: int, ran_to_end: bool) -> None:
-        """After the last frame: warn once if fewer frames decoded than the file should hold."""
-        if not ran_to_end:
+        """After the last frame: warn once if fewer frames decoded than the file should hold.
+
+        A reader stopped by its consumer (Ctrl-C, an error downstream, ``close()``) did not run to the end: the
+        frames it never reached are not missing. Missing frames are counted against what was asked (up to the
+        ``max_frames`` cut), not against the whole file.
+        """
+        stopped = self._stop.is_set() or isinstance(sys.exc_info()[1], GeneratorExit)
+        if not ran_to_end or stopped:
             return
         expected = self.probe.expected_frames
+        last = self.selection.last_position
+        if last is not None:
+            expected = min(expected, last + 1)
         if decoded < expected:
             missing = expected - decoded
             self._stats["frames_missing"] = missing
