@@ -63,7 +63,8 @@ class PropagatorConfig:
     fill_hole_area: int = 8  # SAM 2's default post-processing; 0 disables
     max_sprinkle_area: int = 0  # remove isolated foreground specks up to this area; 0 disables
     mask_threshold: float = 0.0
-    batch_objects: bool = True  # objects with aligned memories share one batch through SAM 2
+    batch_objects: bool = True  # all tracked objects share one memory-attention call and one SAM-heads batch
+    compile: bool = False  # torch.compile the image encoder and the memory attention (fixed shape buckets)
 
     def validate(self) -> None:
         _check(self.max_conditioning_frames >= 1,

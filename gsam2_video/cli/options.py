@@ -138,6 +138,9 @@ def add_model_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--dtype", default="auto", choices=["auto", "fp32", "bf16", "fp16"],
                    help="auto (default): bf16 autocast where the GPU or CPU has bf16 hardware (Ampere+, AVX-512 "
                         "BF16, AMX), else fp32; fp32: exact; fp16: GPU only")
+    g.add_argument("--compile", action="store_true",
+                   help="torch.compile SAM 2's image encoder and memory attention (static shapes; the first "
+                        "frames pay the compile time; worth it on a GPU)")
     g = p.add_argument_group("detection and tracking")
     g.add_argument("--detect-every", type=int_at_least(1), default=10, metavar="K",
                    help="run the detector every K frames (plus adaptive keyframes); default 10")
@@ -202,7 +205,7 @@ def tracker_config(args: argparse.Namespace) -> TrackerConfig:
     config = TrackerConfig(
         detector=DetectorConfig(model=args.detector, box_threshold=args.box_threshold,
                                 text_threshold=args.text_threshold, shortest_edge=short, longest_edge=long_),
-        propagator=PropagatorConfig(model=args.sam2),
+        propagator=PropagatorConfig(model=args.sam2, compile=args.compile),
         association=AssociationConfig(
             iou_threshold=args.iou_threshold, max_objects=args.max_live_objects,
             max_lost_frames=args.max_lost_frames,

@@ -28,6 +28,8 @@ from ..ops.cpu_attention import use_blocked_memory_attention
 from ..ops.postprocess import postprocess_mask_scores
 from .loading import autocast, from_pretrained, resolve_device, resolve_dtype
 from .sam2_checks import sam2_size_problems
+from .sam2_compile import compile_sam2
+from .sam2_memory import Buckets, ObjectMemories, attend_objects, masked_memory_attention
 from .sam2_preprocess import check_frame, preprocess_frame
 from .sam2_types import MemoryPlan
 
@@ -57,6 +59,8 @@ class Sam2Model:
         self.low_res_size: tuple[int, int] = tuple(model.prompt_encoder.mask_input_size)  # type: ignore[assignment]
         self.num_maskmem = int(mc.num_maskmem)
         self.max_object_pointers = int(mc.max_object_pointers_in_encoder)
+        # the batched memory-attention core (sam2_memory); compiled with the image encoder under config.compile
+        self._attention_core = compile_sam2(self.model) if self.config.compile else masked_memory_attention
 
     @classmethod
     def from_pretrained(cls, name_or_path: str, config: PropagatorConfig | None = None, device: str = "auto",
@@ -216,9 +220,27 @@ class Sam2Model:
         return low, pointer, score
 
     # ------------------------------------------------------------------ memory
+    def attend_all(self, feats: tuple[torch.Tensor, ...], pos: torch.Tensor, plans: list[MemoryPlan],
+                   pos_mem: torch.Tensor, max_pointers: int) -> torch.Tensor:
+        """Memory attention for every object in one call, memories padded to common slots: B x C x h x w.
+
+        Under ``config.compile`` the slots are fixed at the most the session's caps allow (``Buckets``), so
+        the compiled graph is reused from frame to frame.
+        """
+        objects = [ObjectMemories([(t, m.maskmem) for t, m in mems], [(d, m.pointer) for d, m in ptrs])
+                   for mems, ptrs in plans]
+        buckets = None
+        if self.config.compile:
+            cap = self.config.max_conditioning_frames
+            buckets = Buckets(mask_slots=cap + self.num_maskmem - 1, pointer_slots=cap + max_pointers - 1)
+        return attend_objects(self.model, feats[-1], pos, pos_mem, objects, max_pointers,
+                              amp=lambda: autocast(self.device, self.amp_dtype), core=self._attention_core,
+                              buckets=buckets)
+
     def attend(self, feats: tuple[torch.Tensor, ...], pos: torch.Tensor, plans: list[MemoryPlan],
                pos_mem: torch.Tensor, max_pointers: int) -> torch.Tensor:
-        """Memory attention for objects whose memories sit at the same temporal positions: B x C x h x w."""
+        """transformers' own memory attention for objects whose memories sit at the same temporal positions
+        (``batch_objects=False`` passes one object at a time: the reference ``attend_all`` is tested against)."""
         model = self.model
         b = len(plans)
         mems0, ptrs0 = plans[0]

@@ -7,8 +7,10 @@ while a plain bf16 matmul runs on the CPU's bf16 dot-product units. This compute
 eager attention computes in bf16 (QK^T in bf16, softmax in fp32, cast back, AV in bf16) in blocks of query
 rows, so the score matrix never exceeds ``rows x keys`` and stays in cache-friendly pieces.
 
-It is used only where it was measured to win: CPU tensors in bf16, no attention mask, no dropout, not
-causal, at least ``MIN_KEYS`` keys, and only in SAM 2's memory attention (``Sam2VideoRoPEAttention``);
+It is used only where it was measured to win: CPU tensors in bf16, no attention mask other than a
+per-key additive bias (B x 1 x 1 x keys: the padding mask ``models.sam2_memory`` passes when objects with
+different memory lengths share one call), no dropout, not causal, at least ``MIN_KEYS`` keys, and only in
+SAM 2's memory attention (``Sam2VideoRoPEAttention``);
 everything else goes to transformers' SDPA path unchanged. fp32 runs never take the blocked path, so the
 parity tests' exact path is untouched.
 """
@@ -31,17 +33,20 @@ BLOCK_ROWS = 256
 
 
 def eager_attention_blocks(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, scaling: float,
-                           block_rows: int = BLOCK_ROWS) -> torch.Tensor:
-    """softmax(Q K^T * scaling) V for B x H x L x D tensors, computed ``block_rows`` query rows at a time.
+                           block_rows: int = BLOCK_ROWS, bias: torch.Tensor | None = None) -> torch.Tensor:
+    """softmax(Q K^T * scaling + bias) V for B x H x L x D tensors, computed ``block_rows`` query rows at a time.
 
     The arithmetic per row is transformers' ``eager_attention_forward``: the product in the inputs' dtype,
-    the softmax in fp32, the weights cast back to the value dtype before the second product.
+    the additive mask (``bias``, broadcast to B x H x rows x keys) added, the softmax in fp32, the weights
+    cast back to the value dtype before the second product.
     """
     out = torch.empty((*query.shape[:-1], value.shape[-1]), dtype=value.dtype, device=query.device)
     key_t = key.transpose(-1, -2)
     for start in range(0, query.shape[-2], block_rows):
         rows = slice(start, start + block_rows)
         scores = torch.matmul(query[..., rows, :], key_t) * scaling
+        if bias is not None:
+            scores = scores + bias
         weights = torch.softmax(scores, dim=-1, dtype=torch.float32).to(value.dtype)
         torch.matmul(weights, value, out=out[..., rows, :])
     return out
@@ -53,8 +58,15 @@ def wins_here(module: torch.nn.Module, query: torch.Tensor, key: torch.Tensor,
     from transformers.models.sam2_video.modeling_sam2_video import Sam2VideoRoPEAttention
 
     return (isinstance(module, Sam2VideoRoPEAttention) and query.device.type == "cpu"
-            and query.dtype == torch.bfloat16 and key.dtype == torch.bfloat16 and attention_mask is None
+            and query.dtype == torch.bfloat16 and key.dtype == torch.bfloat16
+            and (attention_mask is None or is_key_bias(attention_mask, query, key))
             and not dropout and not is_causal and key.shape[-2] >= MIN_KEYS)
+
+
+def is_key_bias(mask: torch.Tensor, query: torch.Tensor, key: torch.Tensor) -> bool:
+    """Whether ``mask`` is an additive per-key bias (B x 1 x 1 x keys, the query dtype)."""
+    return (mask.dtype == query.dtype and mask.dim() == 4 and mask.shape[1] == mask.shape[2] == 1
+            and mask.shape[0] == query.shape[0] and mask.shape[3] == key.shape[-2])
 
 
 def memory_attention_forward(module: torch.nn.Module, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
@@ -67,7 +79,7 @@ def memory_attention_forward(module: torch.nn.Module, query: torch.Tensor, key: 
         return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling,
                                       is_causal=is_causal, **kwargs)
     scale = query.shape[-1] ** -0.5 if scaling is None else scaling
-    out = eager_attention_blocks(query, key, value, scale)
+    out = eager_attention_blocks(query, key, value, scale, bias=attention_mask)
     return out.transpose(1, 2).contiguous(), None  # B x L x H x D, as transformers' attention functions return
 
 
