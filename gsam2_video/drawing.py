@@ -4,6 +4,17 @@ Shared by the video sink and a live display window so both show the same picture
 the track id (never on the frame or on how many tracks are live), so an object keeps its colour for the
 whole video: hues step by the golden ratio, which puts consecutive ids far apart on the colour wheel, with
 saturation and brightness alternating to separate ids whose hues come round close again.
+
+Why it is built from the label map (H x W, track id per pixel) and the tracks' tight boxes, not from
+per-track full-frame masks: every step then touches only the pixels inside the boxes, so the cost follows
+the objects' area instead of (number of objects x frame size). Per track, inside its box: the pixels equal to
+its id are blended with its colour (one ``cv2.transform`` computes ``(1 - alpha) * pixel + alpha * colour``,
+``cv2.copyTo`` keeps it where the id matches); then, lowest score first so the best track ends on top,
+its outline = its pixels with a 4-neighbour of another id (the frame border counting as background),
+widened to the line thickness by a square max filter. Boxes and captions touch a few small rectangles.
+All of these are OpenCV calls that release the GIL. :mod:`gsam2_video.drawing_torch` draws the same picture
+with whole-frame tensor ops (colour lookup table by id, rank map for the outlines), so on a GPU the overlay is
+built on the device before the frame's single copy to the host.
 """
 
 from __future__ import annotations
@@ -13,10 +24,12 @@ import colorsys
 import cv2
 import numpy as np
 
+from .labelmap import resolved_label_map, track_boxes
 from .types import FrameResult
 
 _GOLDEN = 0.618033988749895
 _FONT = cv2.FONT_HERSHEY_SIMPLEX
+_CROSS = cv2.getStructuringElement(cv2.MORPH_CROSS, (3, 3))
 
 
 def track_color(track_id: int) -> tuple[int, int, int]:
@@ -35,12 +48,117 @@ def label_text(track_id: int, class_name: str, score: float) -> str:
     return f"{track_id} {class_name} {score:.2f}".replace("  ", " ")
 
 
+def line_thickness(height: int, width: int) -> int:
+    """Outline, box and text stroke width in pixels: 1 px per 360 px of the shorter side (3 px at 1080p)."""
+    return max(1, round(min(height, width) / 360))
+
+
+def font_scale(height: int, width: int) -> float:
+    """OpenCV font scale for captions, proportional to the shorter side."""
+    return max(0.35, min(height, width) / 900)
+
+
+def outline_kernel_size(thickness: int) -> int:
+    """Side of the square max filter that widens the 1-px label edges to ``thickness`` (odd, centred)."""
+    return 2 * (max(1, thickness) // 2) + 1
+
+
+def overlay(image: np.ndarray, labels: np.ndarray, track_ids: np.ndarray, scores: np.ndarray, *,
+            alpha: float = 0.5, thickness: int = 1, outlines: bool = True,
+            boxes_xywh: np.ndarray | None = None) -> np.ndarray:
+    """A new image: ``image`` with every labelled pixel blended with its track colour (opacity ``alpha``) and,
+    with ``outlines``, each region's edges drawn opaque ``thickness`` px wide. No boxes or text.
+
+    ``labels`` is the H x W label map (track id per pixel, 0 background). ``boxes_xywh`` are the tracks'
+    tight boxes in it (:func:`gsam2_video.labelmap.track_boxes`; computed when not given): all work happens
+    inside them, blends first, then outlines lowest score first so the best track's outline is on top.
+    """
+    out = np.array(image, dtype=np.uint8, copy=True, order="C")
+    ids = np.asarray(track_ids, np.int64).reshape(-1)
+    if len(ids) == 0:
+        return out
+    lab = np.ascontiguousarray(labels)
+    if lab.dtype not in (np.uint8, np.uint16, np.int32):
+        lab = lab.astype(np.int32)
+    if boxes_xywh is None:
+        boxes_xywh, _ = track_boxes(lab, ids)
+    boxes = np.asarray(boxes_xywh, np.int64).reshape(-1, 4).tolist()
+    k = outline_kernel_size(thickness) if outlines else 1
+    pad = k // 2 + 1 if outlines else 0
+    height, width = lab.shape
+    keep = 1.0 - alpha
+    windows: list[tuple[int, int, int, int, np.ndarray, tuple[int, int, int]] | None] = []
+    for tid, (x, y, w, h) in zip(ids.tolist(), boxes):
+        if w <= 0 or h <= 0:
+            windows.append(None)
+            continue
+        # the track's pixels in its box plus the margin its outline needs, found once for both passes
+        y0, y1, x0, x1 = max(0, y - pad), min(height, y + h + pad), max(0, x - pad), min(width, x + w + pad)
+        mine = (lab[y0:y1, x0:x1] == tid).view(np.uint8)
+        r, g, b = track_color(tid)
+        windows.append((y0, y1, x0, x1, mine, (r, g, b)))
+        region = out[y:y + h, x:x + w]
+        mix = np.array([[keep, 0, 0, alpha * r], [0, keep, 0, alpha * g], [0, 0, keep, alpha * b]], np.float32)
+        cv2.copyTo(cv2.transform(region, mix), mine[y - y0:y - y0 + h, x - x0:x - x0 + w], region)
+    if not outlines:
+        return out
+    widen = np.ones((k, k), np.uint8) if k > 1 else None
+    for i in np.argsort(np.asarray(scores), kind="stable").tolist():
+        window = windows[i]
+        if window is None:
+            continue
+        y0, y1, x0, x1, mine, (r, g, b) = window
+        edge = cv2.subtract(mine, cv2.erode(mine, _CROSS, borderType=cv2.BORDER_CONSTANT, borderValue=0))
+        if widen is not None:
+            edge = cv2.dilate(edge, widen)
+        sub = out[y0:y1, x0:x1]
+        solid = np.array([[0, 0, 0, r], [0, 0, 0, g], [0, 0, 0, b]], np.float32)
+        cv2.copyTo(cv2.transform(sub, solid), edge, sub)  # a constant through transform: the fastest fill
+    return out
+
+
+def draw_boxes_and_captions(out: np.ndarray, result: FrameResult, boxes_xywh: np.ndarray, *, boxes: bool = True,
+                            captions: bool = True) -> None:
+    """Draw each track's box and caption on ``out`` in place, lowest score first (the best on top).
+
+    A track is drawn when it has a box or at least one pixel; without a box its caption goes to the top-left
+    corner of its pixels. ``boxes_xywh`` are the tight boxes of the tracks' pixels (zero width: none).
+    """
+    n = len(result)
+    if n == 0 or not (boxes or captions):
+        return
+    thick = line_thickness(result.height, result.width)
+    scale = font_scale(result.height, result.width)
+    order = np.argsort(result.scores, kind="stable")
+    xyxy = np.rint(np.asarray(result.boxes, np.float64)).astype(np.int64)
+    xyxy[:, 0::2] = np.clip(xyxy[:, 0::2], 0, result.width - 1)
+    xyxy[:, 1::2] = np.clip(xyxy[:, 1::2], 0, result.height - 1)
+    for k in order.tolist():
+        tid = int(result.track_ids[k])
+        color = track_color(tid)
+        x1, y1, x2, y2 = (int(v) for v in xyxy[k])
+        has_box = x2 > x1 and y2 > y1
+        if not has_box:
+            px, py, pw, _ = (int(v) for v in boxes_xywh[k])
+            if pw <= 0:
+                continue
+            y1, x1 = py, px
+        if boxes and has_box:
+            cv2.rectangle(out, (x1, y1), (x2, y2), color, thick)
+        if captions:
+            _caption(out, label_text(tid, result.class_names[k], float(result.scores[k])), x1, y1, color, scale,
+                     thick)
+
+
 def annotate(image: np.ndarray, result: FrameResult, *, alpha: float = 0.5, outlines: bool = True,
-             boxes: bool = True, labels: bool = True) -> np.ndarray:
+             boxes: bool = True, labels: bool = True, label_map: np.ndarray | None = None,
+             boxes_xywh: np.ndarray | None = None) -> np.ndarray:
     """A new H x W x 3 uint8 RGB image: ``image`` with ``result`` drawn on it (``image`` is not modified).
 
     Masks are blended with their track colour at opacity ``alpha``; outlines, boxes and captions are drawn
-    in the same colour, line width and text size scaled to the frame size.
+    in the same colour, line width and text size scaled to the frame size. ``label_map`` (the result's
+    H x W label map) and ``boxes_xywh`` (its tracks' tight boxes, in the result's track order) save recomputing
+    them when the caller already has them (the video sink's shared view).
     """
     img = np.asarray(image)
     if img.ndim != 3 or img.shape[2] != 3 or img.dtype != np.uint8:
@@ -48,63 +166,16 @@ def annotate(image: np.ndarray, result: FrameResult, *, alpha: float = 0.5, outl
     if img.shape[:2] != (result.height, result.width):
         raise ValueError(f"annotate(): image is {img.shape[1]}x{img.shape[0]} but frame {result.frame_index} "
                          f"is {result.width}x{result.height}")
-    out = np.ascontiguousarray(img.copy())
-    n = len(result)
-    if n == 0:
-        return out
-    colors = np.array([track_color(int(t)) for t in result.track_ids], dtype=np.float32)
-    extents = [_extent(m) for m in result.masks]  # work inside each mask's box, not the whole frame
-    # paint lowest score first so where masks overlap the most confident track is on top
-    order = np.argsort(result.scores, kind="stable")
-    owner = np.zeros((result.height, result.width), dtype=np.int32)
-    for k in order:
-        if extents[k] is not None:
-            y0, y1, x0, x1 = extents[k]
-            owner[y0:y1, x0:x1][result.masks[k, y0:y1, x0:x1]] = k + 1
-    present = [e for e in extents if e is not None]
-    if present:
-        y0, y1 = min(e[0] for e in present), max(e[1] for e in present)
-        x0, x1 = min(e[2] for e in present), max(e[3] for e in present)
-        region, own = out[y0:y1, x0:x1], owner[y0:y1, x0:x1]
-        fg = own > 0
-        lut = np.concatenate([np.zeros((1, 3), np.float32), colors])
-        blended = (1.0 - alpha) * region[fg].astype(np.float32) + alpha * lut[own[fg]]
-        region[fg] = np.clip(np.rint(blended), 0, 255).astype(np.uint8)
-
-    short = min(result.height, result.width)
-    thick = max(1, round(short / 360))
-    font_scale = max(0.35, short / 900)
-    for k in order:
-        color = tuple(int(c) for c in colors[k])
-        extent = extents[k]
-        if outlines and extent is not None:
-            y0, y1, x0, x1 = extent
-            crop = np.ascontiguousarray(result.masks[k, y0:y1, x0:x1], dtype=np.uint8)
-            contours, _ = cv2.findContours(crop, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE, offset=(x0, y0))
-            cv2.drawContours(out, contours, -1, color, thick)
-        x1, y1, x2, y2 = (round(float(v)) for v in result.boxes[k])
-        x1, x2 = np.clip([x1, x2], 0, result.width - 1)
-        y1, y2 = np.clip([y1, y2], 0, result.height - 1)
-        has_box = x2 > x1 and y2 > y1
-        if not (extent is not None or has_box):
-            continue
-        if boxes and has_box:
-            cv2.rectangle(out, (int(x1), int(y1)), (int(x2), int(y2)), color, thick)
-        if labels:
-            if not has_box:  # place the caption at the mask's top-left corner
-                y1, x1 = extent[0], extent[2]
-            _caption(out, label_text(int(result.track_ids[k]), result.class_names[k], float(result.scores[k])),
-                     int(x1), int(y1), color, font_scale, thick)
+    if len(result) == 0:
+        return np.array(img, copy=True, order="C")
+    if label_map is None:
+        label_map = resolved_label_map(result)  # the pipeline's own map; masks painted by score otherwise
+    if boxes_xywh is None:
+        boxes_xywh, _ = track_boxes(label_map, result.track_ids, result.boxes)
+    out = overlay(img, label_map, result.track_ids, result.scores, alpha=alpha,
+                  thickness=line_thickness(result.height, result.width), outlines=outlines, boxes_xywh=boxes_xywh)
+    draw_boxes_and_captions(out, result, boxes_xywh, boxes=boxes, captions=labels)
     return out
-
-
-def _extent(mask: np.ndarray) -> tuple[int, int, int, int] | None:
-    """``(y0, y1, x0, x1)`` half-open bounds of a mask's pixels, None for an empty mask."""
-    rows = np.flatnonzero(mask.any(axis=1))
-    if rows.size == 0:
-        return None
-    cols = np.flatnonzero(mask[rows[0]:rows[-1] + 1].any(axis=0))
-    return int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
 
 
 def _caption(img: np.ndarray, text: str, x: int, y: int, color: tuple[int, ...], scale: float,

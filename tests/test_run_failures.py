@@ -120,11 +120,12 @@ def test_raising_encoder_keeps_every_finished_frame(tmp_path, tiny_models, clip,
     assert run["failure"]["stage"] == "output"
     assert "Not yet implemented in FFmpeg" in run["failure"]["reason"]
     assert run["failure"]["frames_done"] == run["frames"]["written"] == FAIL_AT
-    # the video (first sink) holds the frames encoded before the failure; the sinks after it never saw frame 7
+    # the video holds the frames encoded before the failure; the other sinks run beside it (parallel lanes)
+    # and finished frame 7 as it failed, then saw nothing more
     counts = run["_counts"]
     assert counts["video"] == FAIL_AT
-    assert counts["masks"] == counts["json"] == FAIL_AT
-    assert counts["mot_last_frame"] <= FAIL_AT
+    assert counts["masks"] == counts["json"] == FAIL_AT + 1
+    assert counts["mot_last_frame"] <= FAIL_AT + 1  # 1-based: frame 7 (finished beside the failure) is 8
 
 
 def test_enospc_from_the_mask_writer(tmp_path, tiny_models, clip, monkeypatch, capsys) -> None:
@@ -150,7 +151,7 @@ def test_enospc_from_the_mask_writer(tmp_path, tiny_models, clip, monkeypatch, c
     assert run["failure"]["frames_done"] == FAIL_AT
     counts = run["_counts"]
     assert counts["masks"] == FAIL_AT  # the half-written PNG of frame 7 is not published
-    assert counts["json"] == FAIL_AT
+    assert counts["json"] == FAIL_AT + 1  # written beside the masks (parallel lanes), it finished frame 7
     assert counts["video"] >= FAIL_AT  # the video sink runs first and had frame 7 already
 
 
@@ -262,7 +263,8 @@ def test_finish_keeps_every_output_that_can_close() -> None:
     lost = writer.finish()
     assert isinstance(writer.error, OutputError) and "No space left on device" in str(writer.error)
     assert writer.frames_written == 3
-    assert first.frames == [0, 1, 2, 3] and failing.frames == [0, 1, 2] and last.frames == [0, 1, 2]
+    # the sinks write each frame side by side (parallel lanes): the healthy ones finished frame 3, nothing after
+    assert first.frames == [0, 1, 2, 3] and failing.frames == [0, 1, 2] and last.frames == [0, 1, 2, 3]
     assert first.events == failing.events == last.events == ["open", "close"]  # closed, not aborted
     assert broken.events == ["open", "abort"]
     assert list(lost) == ["<broken>"] and "File too large" in lost["<broken>"]

@@ -65,17 +65,19 @@ def all_entries(out: Path) -> list[str]:
     return sorted(p.name for p in out.iterdir())
 
 
-def test_writer_delivers_every_result_in_order_on_one_background_thread(tmp_path):
+@pytest.mark.parametrize(("parallel", "thread"), [(True, "gsam2-writer:recording"), (False, "gsam2-writer")])
+def test_writer_delivers_every_result_in_order_on_one_background_thread(tmp_path, parallel, thread):
+    """Each sink sees every frame in order from one background thread: its own lane when parallel."""
     rec = RecordingSink()
     sinks = [*make_sinks(SINK_KINDS, tmp_path), rec]
     results = scripted_results()
-    with AsyncWriter(sinks, max_queue=2) as writer:
+    with AsyncWriter(sinks, max_queue=2, parallel=parallel) as writer:
         assert writer.needs_image
         writer.open(video_info(), CATEGORIES)
         for r in results:
             writer.write(r)
     assert rec.seen == list(range(len(results))) and rec.events == ["open", "close"]
-    assert rec.threads == {"gsam2-writer"}
+    assert rec.threads == {thread}
     assert writer.frames_written == len(results)
     assert set(writer.sink_seconds) == {*SINK_KINDS, "recording"}
     assert all(entry in FINAL_NAMES for entry in all_entries(tmp_path))  # nothing temporary left
@@ -188,6 +190,30 @@ def test_back_pressure_bounds_the_queue():
     writer.close()
     assert accepted == slow.seen == list(range(len(results)))
     assert writer.blocked_seconds > 0.3
+
+
+def test_parallel_sinks_write_the_same_frame_at_the_same_time():
+    """Two sinks meet at a barrier inside write(): only possible if they run concurrently. Sequential
+    writing would break the barrier (timeout) and surface as the writer's error."""
+    barrier = threading.Barrier(2, timeout=10)
+
+    class Meeting(RecordingSink):
+        def write(self, result: FrameResult) -> None:
+            barrier.wait()
+            super().write(result)
+
+    a, b = Meeting(), Meeting()
+    a.kind, b.kind = "a", "b"
+    results = scripted_results(with_image=False)
+    with AsyncWriter([a, b], max_queue=2) as writer:
+        assert writer.parallel
+        writer.open(video_info(), CATEGORIES)
+        for r in results:
+            writer.write(r)
+    assert a.seen == b.seen == list(range(len(results)))
+    assert a.threads == {"gsam2-writer:a"} and b.threads == {"gsam2-writer:b"}
+    assert writer.frames_written == len(results)
+    assert not AsyncWriter([a, b], parallel=False).parallel and not AsyncWriter([a]).parallel
 
 
 def test_writer_rejects_bad_queue_size_and_misuse(tmp_path):
@@ -317,13 +343,13 @@ def test_rle_is_computed_once_per_frame_for_all_sinks(tmp_path, monkeypatch):
     from gsam2_video.sinks import rle
 
     calls: list[int] = []
-    real = rle.encode_masks
+    real = rle.encode_label_strips
 
-    def counting(masks, boxes=None):
-        calls.append(len(masks))
-        return real(masks, boxes)
+    def counting(labels, track_ids, boxes):
+        calls.append(len(track_ids))
+        return real(labels, track_ids, boxes)
 
-    monkeypatch.setattr(rle, "encode_masks", counting)
+    monkeypatch.setattr(rle, "encode_label_strips", counting)
     results = scripted_results()
     with AsyncWriter(make_sinks(["json", "mots", "mot", "masks"], tmp_path)) as writer:
         writer.open(video_info(), CATEGORIES)

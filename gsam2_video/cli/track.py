@@ -56,6 +56,10 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
                       help="no lag, no back-fill (default for cameras and streams)")
     mode.add_argument("--offline", dest="mode", action="store_const", const="offline",
                       help="results lag up to K frames so new tracks are back-filled (default for files)")
+    t.add_argument("--video-codec", default="auto", metavar="CODEC",
+                   help="video.mp4 codec: auto (H.264: NVENC on an NVIDIA GPU that has it, else libx264), "
+                        "h264, hevc, av1, or an encoder name (libx264, h264_nvenc, libx265, libsvtav1, ...); "
+                        "a codec this FFmpeg build cannot encode stops the run with one line")
     t.add_argument("--show", action="store_true", help="show the annotated frames in a window (q quits)")
     add_progress_option(t)
     add_decoding_options(t)
@@ -84,6 +88,11 @@ def run(args: argparse.Namespace) -> int:
 
     # everything a user can get wrong is checked here, before torch / transformers are imported (seconds)
     kinds = parse_save(args.save if args.save is not None else SAVE_DEFAULT)
+    encoder = None
+    if "video" in kinds:  # a missing encoder is a one-line error before the (slow) model load
+        from ..sinks.encoders import choose_encoder
+
+        encoder = choose_encoder(getattr(args, "video_codec", "auto"))
     prompt = parse_prompt(args.prompt)
     config = tracker_config(args)
     check_live_options(args)
@@ -114,7 +123,7 @@ def run(args: argparse.Namespace) -> int:
             display.close()
         _remove_empty(created)  # nothing was written: leave no empty run folder behind
         raise
-    sinks = make_sinks(kinds, out_dir) + live.sinks(source)
+    sinks = make_sinks(kinds, out_dir, video_codec=encoder.name if encoder else "auto") + live.sinks(source)
     writer = AsyncWriter(sinks)
     outcome = RunOutcome()
     t0 = time.perf_counter()
@@ -180,7 +189,8 @@ def run(args: argparse.Namespace) -> int:
         "source_events": list(getattr(source, "events", []) or []),
         "kernels": record_ops.report(),
         "writer": {"frames_written": writer.frames_written, "blocked_seconds": round(writer.blocked_seconds, 3),
-                   "sink_seconds": {k: round(v, 3) for k, v in writer.sink_seconds.items()}},
+                   "sink_seconds": {k: round(v, 3) for k, v in writer.sink_seconds.items()},
+                   "parallel": writer.parallel, "video_encoder": encoder.name if encoder else None},
         "seconds": {"model_load": round(load_seconds, 3), "wall": round(wall, 3),
                     "fps": round(stats["frames_emitted"] / wall, 3) if wall > 0 else None},
         **outcome.to_json(writer.frames_written),

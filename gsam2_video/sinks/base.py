@@ -17,12 +17,13 @@ background.
 
 from __future__ import annotations
 
+import threading
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
 
 import numpy as np
 
 from ..errors import OutputError
+from ..labelmap import resolved_label_map, track_boxes
 from ..types import FrameResult, VideoInfo
 
 
@@ -65,17 +66,35 @@ class Sink(ABC):
         """Final paths this sink writes (existing only after a successful close)."""
 
 
-@dataclass(frozen=True)
 class VisibleTracks:
-    """The tracks of one frame that have at least one pixel after overlap resolution."""
+    """The tracks of one frame that have at least one pixel after overlap resolution.
 
-    track_ids: np.ndarray  # K int64
-    masks: np.ndarray  # K x H x W bool, pairwise disjoint, none empty
-    boxes_xywh: np.ndarray  # K x 4 int64, tight boxes of masks
-    areas: np.ndarray  # K int64 pixel counts
-    scores: np.ndarray  # K float32
-    class_ids: np.ndarray  # K int64 (0-based, position in the prompt)
-    overlaps_resolved: bool = False  # True when the result's masks overlapped and were made exclusive here
+    ``masks`` (K x H x W bool, pairwise disjoint, none empty) are made from the label map only when asked
+    for: the writers read the label map and the boxes, which cost one pass over the frame instead of K.
+    """
+
+    def __init__(self, track_ids: np.ndarray, masks: np.ndarray | None, boxes_xywh: np.ndarray,
+                 areas: np.ndarray, scores: np.ndarray, class_ids: np.ndarray,
+                 labels: np.ndarray | None = None) -> None:
+        if masks is None and labels is None:
+            raise ValueError("VisibleTracks needs masks or a label map")
+        self.track_ids = track_ids  # K int64
+        self.boxes_xywh = boxes_xywh  # K x 4 int64, tight boxes of the masks
+        self.areas = areas  # K int64 pixel counts
+        self.scores = scores  # K float32
+        self.class_ids = class_ids  # K int64 (0-based, position in the prompt)
+        self._masks = masks
+        self._labels = labels
+        self._lock = threading.Lock()  # sinks on parallel lanes may ask at the same time: derive once
+
+    @property
+    def masks(self) -> np.ndarray:
+        """K x H x W bool masks (derived from the label map on first use)."""
+        with self._lock:
+            if self._masks is None:
+                assert self._labels is not None
+                self._masks = self._labels[None] == self.track_ids.astype(self._labels.dtype)[:, None, None]
+            return self._masks
 
     def __len__(self) -> int:
         return len(self.track_ids)
@@ -134,8 +153,7 @@ def visible_tracks(result: FrameResult, kind: str = "sink") -> VisibleTracks:
     check_result(result, kind)
     masks = result.masks
     areas = _areas(masks)
-    resolved = _overlaps(masks, areas)
-    if resolved:
+    if _overlaps(masks, areas):
         masks = exclusive_masks(masks, result.scores, result.track_ids)
         areas = _areas(masks)
     keep = areas > 0
@@ -148,51 +166,79 @@ def visible_tracks(result: FrameResult, kind: str = "sink") -> VisibleTracks:
         areas=areas[keep],
         scores=result.scores[keep],
         class_ids=result.class_ids[keep],
-        overlaps_resolved=resolved,
+    )
+
+
+def visible_tracks_from_labels(result: FrameResult, labels: np.ndarray, kind: str = "sink",
+                               boxes_areas: tuple[np.ndarray, np.ndarray] | None = None) -> VisibleTracks:
+    """:func:`visible_tracks` read off ``labels``, the result's score-resolved label map
+    (:func:`gsam2_video.labelmap.resolved_label_map`): the same tracks, boxes and areas, at the cost of one
+    pass over the frame plus each track's box instead of several passes per track. ``boxes_areas`` are
+    :func:`~gsam2_video.labelmap.track_boxes` of ``labels`` when the caller has them already."""
+    check_result(result, kind)
+    boxes, areas = boxes_areas if boxes_areas is not None else track_boxes(labels, result.track_ids,
+                                                                            result.boxes)
+    keep = areas > 0
+    return VisibleTracks(
+        track_ids=result.track_ids[keep],
+        masks=None,
+        boxes_xywh=boxes[keep],
+        areas=areas[keep],
+        scores=result.scores[keep],
+        class_ids=result.class_ids[keep],
+        labels=labels,
     )
 
 
 class FrameView:
     """One result plus what several sinks derive from it, each computed once on first use.
 
-    The AsyncWriter builds one view per frame and hands it to every sink, so overlap resolution and RLE
-    encoding are not repeated per format. Not shared across threads.
+    The AsyncWriter builds one view per frame and hands it to every sink, so the label map, overlap
+    resolution and RLE encoding are not repeated per format. Sinks may run on parallel threads: each
+    derivation is computed under a lock by the first sink that asks, the others wait for it.
     """
 
     def __init__(self, result: FrameResult) -> None:
         self.result = result
+        self._lock = threading.RLock()
+        self._labels: np.ndarray | None = None
+        self._boxes: tuple[np.ndarray, np.ndarray] | None = None
         self._tracks: VisibleTracks | None = None
         self._rles: list[str] | None = None
-        self._labels: np.ndarray | None = None
+
+    def label_map(self, kind: str = "sink") -> np.ndarray:
+        """H x W label map of the visible tracks (overlaps resolved by score), uint8 / uint16 / int32."""
+        with self._lock:
+            if self._labels is None:
+                check_result(self.result, kind)  # a bad id is reported, never painted
+                self._labels = resolved_label_map(self.result)
+            return self._labels
+
+    def boxes(self, kind: str = "sink") -> tuple[np.ndarray, np.ndarray]:
+        """``(boxes_xywh, areas)`` of every track of the result, in its order, read off :meth:`label_map`
+        (a track without pixels has area 0 and a zero box)."""
+        with self._lock:
+            if self._boxes is None:
+                self._boxes = track_boxes(self.label_map(kind), self.result.track_ids, self.result.boxes)
+            return self._boxes
 
     def tracks(self, kind: str = "sink") -> VisibleTracks:
         """:func:`visible_tracks` of the result (errors name ``kind``, the first sink that asked)."""
-        if self._tracks is None:
-            self._tracks = visible_tracks(self.result, kind)
-        return self._tracks
+        with self._lock:
+            if self._tracks is None:
+                boxes_areas = self.boxes(kind)
+                self._tracks = visible_tracks_from_labels(self.result, self.label_map(kind), kind, boxes_areas)
+            return self._tracks
 
     def rles(self, kind: str = "sink") -> list[str]:
-        """Compressed COCO RLE counts of :meth:`tracks`' masks, in the same order, from the label map."""
-        if self._rles is None:
-            from .rle import LabelMapMasks, encode_masks
+        """Compressed COCO RLE counts of :meth:`tracks`' masks, in the same order."""
+        with self._lock:
+            if self._rles is None:
+                from . import rle
 
-            t = self.tracks(kind)
-            self._rles = encode_masks(LabelMapMasks(self.label_map(kind), t.track_ids), t.boxes_xywh)
-        return self._rles
-
-    def label_map(self, kind: str = "sink") -> np.ndarray:
-        """H x W track id per pixel of :meth:`tracks` (the result's own map unless overlaps were resolved)."""
-        if self._labels is None:
-            t = self.tracks(kind)
-            if not t.overlaps_resolved:
-                self._labels = self.result.labels  # the pipeline's own map, shared (read only)
-            else:
-                max_id = int(t.track_ids.max()) if len(t) else 0
-                dtype = np.uint8 if max_id <= 0xFF else np.uint16 if max_id <= 0xFFFF else np.int32
-                self._labels = np.zeros((self.result.height, self.result.width), dtype)
-                for tid, mask in zip(t.track_ids, t.masks):
-                    self._labels[mask] = tid
-        return self._labels
+                t = self.tracks(kind)
+                self._rles = rle.encode_label_strips(self.label_map(), t.track_ids, t.boxes_xywh)
+            return self._rles
 
 
 def category_id(class_id: int, categories: list[str], kind: str) -> int:

@@ -99,9 +99,10 @@ class DavisSink(Sink):
         if max_id > MAX_PALETTE_ID and not self._sixteen_bit:
             self._sixteen_bit = True  # from here on 16-bit; earlier palette files are converted at close
             self._to_convert, self._palette_frames = self._palette_frames, array("q")
-        labels = np.zeros((result.height, result.width), np.uint16 if self._sixteen_bit else np.uint8)
-        for tid, mask in zip(tracks.track_ids, tracks.masks):
-            labels[mask] = tid
+        labels = view.label_map(self.kind)  # holds the visible tracks only; any dtype whose ids fit the file's
+        want = np.uint16 if self._sixteen_bit else np.uint8
+        if labels.dtype != want:
+            labels = labels.astype(want)
         name = mask_file_name(result.frame_index)
         self._save(labels, self._tmp / name)
         if not self._sixteen_bit:

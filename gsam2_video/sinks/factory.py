@@ -16,6 +16,7 @@ from .base import Sink
 from .coco import CocoSink
 from .cvat import CvatSink
 from .davis import DavisSink
+from .encoders import choose_encoder
 from .mot import MotSink
 from .mots import MotsSink
 from .video import VideoSink
@@ -43,10 +44,12 @@ SINK_FILES: dict[str, str] = {
 
 def make_sinks(kinds: Iterable[str], out_dir: str | os.PathLike[str], *, mots_frame_base: int = 1,
                video_crf: int = 23, video_preset: str = "veryfast", mask_alpha: float = 0.5,
-               draw_boxes: bool = True, draw_labels: bool = True) -> list[Sink]:
+               draw_boxes: bool = True, draw_labels: bool = True, video_codec: str = "auto",
+               video_threads: int = 0) -> list[Sink]:
     """One sink per distinct name in ``kinds`` (order kept), writing into ``out_dir`` (created if needed).
 
-    Raises ConfigError for an unknown name and OutputError when ``out_dir`` is not a writable directory.
+    Raises ConfigError for an unknown name or an unusable ``video_codec`` (:mod:`.encoders`) and OutputError
+    when ``out_dir`` is not a writable directory.
     """
     names: list[str] = []
     for kind in kinds:
@@ -61,12 +64,14 @@ def make_sinks(kinds: Iterable[str], out_dir: str | os.PathLike[str], *, mots_fr
         raise ConfigError(f"video CRF must be in [0, 51], got {video_crf}")
     if mots_frame_base not in (0, 1):
         raise ConfigError(f"MOTS frame base must be 0 (KITTI-MOTS) or 1 (MOTSChallenge), got {mots_frame_base}")
+    encoder = (choose_encoder(video_codec, crf=video_crf, preset=video_preset, threads=video_threads)
+               if "video" in names else None)
     out = prepare_output_dir(out_dir)
     sinks: list[Sink] = []
     for name in names:
         if name == "video":
             sinks.append(VideoSink(out, crf=video_crf, preset=video_preset, alpha=mask_alpha,
-                                   draw_boxes=draw_boxes, draw_labels=draw_labels))
+                                   draw_boxes=draw_boxes, draw_labels=draw_labels, encoder=encoder))
         elif name == "masks":
             sinks.append(DavisSink(out))
         elif name == "json":

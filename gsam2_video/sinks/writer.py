@@ -1,4 +1,15 @@
-"""AsyncWriter: one background thread feeds every sink, so PNG/H.264/RLE encoding overlaps model compute.
+"""AsyncWriter: background threads feed every sink, so PNG/H.264/RLE encoding overlaps model compute.
+
+Parallel sinks: a worker thread takes each result from the queue, builds the frame's shared
+:class:`~.base.FrameView` and hands it to every sink at once, one thread per sink ("lanes"), then waits for
+all of them before taking the next frame. Each sink therefore still sees every frame in order, from one
+thread, and a frame costs the time of the slowest sink instead of the sum of all of them: drawing and
+H.264 encoding (OpenCV, FFmpeg), PNG compression (zlib in Pillow) and most of the label-map work (numpy,
+OpenCV) release the GIL, so on a multi-core machine the sinks run side by side. The shared derivations
+(label map, boxes, RLE) are computed once, under the view's lock, by the first sink that asks. Waiting for
+the frame to finish everywhere keeps the queue's meaning unchanged: at most ``max_queue`` results wait,
+plus the one being written. ``parallel=False`` (or a single sink) runs every sink on the worker thread,
+one after the other.
 
 Why a bounded queue: results carry full-size masks (and the RGB frame for the video sink). If the writers
 fall behind, an unbounded queue would grow without limit; with ``max_queue`` slots, :meth:`AsyncWriter.write`
@@ -44,14 +55,48 @@ def _as_output_error(sink: Sink, err: BaseException) -> BaseException:
     return err
 
 
-class AsyncWriter:
-    """Runs ``sinks`` on one background thread behind a queue of at most ``max_queue`` results."""
+class _Lane:
+    """One sink's thread: writes the views it is handed, in order, and reports each frame done."""
 
-    def __init__(self, sinks: Iterable[Sink], max_queue: int = 32) -> None:
+    def __init__(self, sink: Sink, writer: AsyncWriter) -> None:
+        self.sink = sink
+        self._writer = writer
+        self._inbox: queue.Queue = queue.Queue(maxsize=1)
+        # every writer thread runs in a copy of the opener's context, so the run's kernel record counts its ops
+        self.thread = threading.Thread(target=contextvars.copy_context().run, args=(self._run,),
+                                       name=f"gsam2-writer:{sink.kind}", daemon=True)
+
+    def submit(self, item: object) -> None:
+        self._inbox.put(item)
+
+    def _run(self) -> None:
+        while True:
+            item = self._inbox.get()
+            if item is _STOP:
+                return
+            assert isinstance(item, FrameView)
+            try:
+                self._writer._write_one(self.sink, item)
+            finally:
+                self._writer._lane_done.release()
+
+
+class AsyncWriter:
+    """Runs ``sinks`` on background threads behind a queue of at most ``max_queue`` results.
+
+    ``parallel`` (default): with several sinks each runs on its own thread and a frame is written by all of
+    them at once (see the module docstring); False writes them one after the other on one thread.
+    """
+
+    def __init__(self, sinks: Iterable[Sink], max_queue: int = 32, *, parallel: bool = True) -> None:
         if max_queue < 1:
             raise ConfigError(f"writer queue size must be >= 1, got {max_queue}")
         self.sinks: list[Sink] = list(sinks)
         self.max_queue = max_queue
+        self.parallel = parallel and len(self.sinks) > 1
+        self._lanes: list[_Lane] = []
+        self._lane_done = threading.Semaphore(0)
+        self._error_lock = threading.Lock()
         self._queue: queue.Queue = queue.Queue(maxsize=max_queue)
         self._thread: threading.Thread | None = None
         self._error: BaseException | None = None
@@ -94,7 +139,10 @@ class AsyncWriter:
                 raise wrapped from err
             opened.append(sink)
         self._state = "open"
-        # the thread runs in a copy of the opener's context, so the run's kernel record counts the sinks' ops
+        if self.parallel:
+            self._lanes = [_Lane(sink, self) for sink in self.sinks]
+            for lane in self._lanes:
+                lane.thread.start()
         self._thread = threading.Thread(target=contextvars.copy_context().run, args=(self._run,),
                                         name="gsam2-writer", daemon=True)
         self._thread.start()
@@ -193,24 +241,42 @@ class AsyncWriter:
 
     # -- worker ----------------------------------------------------------------------------------------------
     def _run(self) -> None:
-        while True:
-            item = self._queue.get()
-            if item is _STOP:
-                return
-            if self._error is not None or self._discarding.is_set():
-                continue  # keep draining so the producer never blocks on a dead consumer
-            view = FrameView(item)
-            for sink in self.sinks:
-                start = time.perf_counter()
-                try:
-                    sink.write_view(view)
-                except BaseException as err:  # noqa: BLE001 - handed to the caller's thread
+        try:
+            while True:
+                item = self._queue.get()
+                if item is _STOP:
+                    return
+                if self._error is not None or self._discarding.is_set():
+                    continue  # keep draining so the producer never blocks on a dead consumer
+                view = FrameView(item)
+                if self._lanes:
+                    for lane in self._lanes:
+                        lane.submit(view)
+                    for _ in self._lanes:  # every sink finishes this frame before the next one starts
+                        self._lane_done.acquire()
+                else:
+                    for sink in self.sinks:
+                        if not self._write_one(sink, view):
+                            break
+                if self._error is None:
+                    self.frames_written += 1
+        finally:
+            for lane in self._lanes:
+                lane.submit(_STOP)
+
+    def _write_one(self, sink: Sink, view: FrameView) -> bool:
+        """One sink writes one frame; its time is counted and its error kept (the first one wins)."""
+        start = time.perf_counter()
+        try:
+            sink.write_view(view)
+            return True
+        except BaseException as err:  # noqa: BLE001 - handed to the caller's thread
+            with self._error_lock:
+                if self._error is None:
                     self._error = _as_output_error(sink, err)
-                    break
-                finally:
-                    self.sink_seconds[sink.kind] += time.perf_counter() - start
-            else:
-                self.frames_written += 1
+            return False
+        finally:
+            self.sink_seconds[sink.kind] += time.perf_counter() - start
 
     def _raise_if_failed(self) -> None:
         if self._error is not None:
@@ -227,6 +293,8 @@ class AsyncWriter:
             except queue.Full:
                 continue
         self._thread.join()
+        for lane in self._lanes:
+            lane.thread.join()
 
     def _drain(self) -> None:
         while True:
