@@ -62,9 +62,10 @@ def test_every_output_written_and_one_result_per_frame(bikes_run) -> None:
     assert run["frames"]["read"] == run["frames"]["written"] == 24
     assert run["mode"] == "offline"
     assert run["interrupted"] is False
-    # on the CPU every op runs its torch reference: one SAM 2 preprocessing per frame, RLE for the sinks
+    # on the CPU every op runs its torch reference: one SAM 2 preprocessing per frame, hole filling
     assert run["kernels"]["preprocess"] == {"kernel": 0, "torch": 24}
-    assert run["kernels"]["rle"]["kernel"] == 0 and run["kernels"]["rle"]["torch"] > 0
+    assert run["kernels"]["connected_components"]["kernel"] == 0
+    assert run["kernels"]["connected_components"]["torch"] >= 24
     with av.open(str(out / "video.mp4")) as container:
         frames = sum(1 for _ in container.decode(video=0))
     assert frames == 24
