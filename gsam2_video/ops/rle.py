@@ -11,7 +11,8 @@ the changes that involve ``i``. Only those few changes (with the labels on each 
   and one small copy brings them to the host;
 * other devices (or CUDA without CuPy): the same scan in torch on the device;
 * CPU: numpy, comparing each pixel with its column-major predecessor through two
-  contiguous slices (no transposed copy);
+  contiguous slices (no transposed copy); with each track's box given (what the writers have), only the
+  boxes are read and their runs placed in the full column-major scan by arithmetic;
 * then pycocotools compresses the run lengths (``frPyObjects``), so the result is byte-identical to
   ``pycocotools.mask.encode(np.asfortranarray(labels == i))``: the form every COCO reader expects.
 """
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import cv2
 import numpy as np
 import torch
 from pycocotools import mask as mask_utils
@@ -118,12 +120,15 @@ def _ids(track_ids: Sequence[int] | np.ndarray | torch.Tensor) -> np.ndarray:
 
 
 def rle_from_label_map(labels: torch.Tensor | np.ndarray,
-                       track_ids: Sequence[int] | np.ndarray | torch.Tensor) -> list[dict]:
+                       track_ids: Sequence[int] | np.ndarray | torch.Tensor,
+                       boxes_xywh: np.ndarray | None = None) -> list[dict]:
     """COCO RLE of ``labels == i`` for each id, in the order given: ``[{"size": [H, W], "counts": bytes}]``.
 
     Byte-identical to ``pycocotools.mask.encode(np.asfortranarray(labels == i))``; an id absent from the
     map gets the all-background RLE. ``labels`` is an H x W uint8/uint16/int32 tensor (any device) or
-    numpy array; only run arrays reach the host from a CUDA label map.
+    numpy array; only run arrays reach the host from a CUDA label map. ``boxes_xywh`` (K x 4, each id's
+    tight, non-empty box) lets a host label map be encoded from the boxes alone (box-sized work per id,
+    no full-frame scan): what the writers do with the frame's host copy.
     """
     labels = _check_labels(labels)
     ids = _ids(track_ids)
@@ -136,7 +141,47 @@ def rle_from_label_map(labels: torch.Tensor | np.ndarray,
         pos, before, after = changes_on_device(labels, label_changes_cuda(labels))
     elif h * w and labels.device.type != "cpu":  # no kernel: the same scan in torch, still on the device
         pos, before, after = changes_on_device(labels, change_flags_reference(labels))
+    elif boxes_xywh is not None:
+        host = labels.detach().numpy()
+        runs = [_box_runs(_box_transposed(host, x0, y0, bw, bh), tid, h, w, x0, y0)
+                for tid, (x0, y0, bw, bh) in zip(ids.tolist(), np.asarray(boxes_xywh, np.int64).reshape(-1, 4).tolist())]
+        return mask_utils.frPyObjects([{"size": [h, w], "counts": r} for r in runs], h, w)
     else:
         pos, before, after = changes_reference(labels.detach().numpy())
     runs = run_lengths_from_changes(pos, before, after, h * w, ids)
     return mask_utils.frPyObjects([{"size": [h, w], "counts": r} for r in runs], h, w)
+
+
+def _box_transposed(labels: np.ndarray, x0: int, y0: int, bw: int, bh: int) -> np.ndarray:
+    """The box's labels transposed (bw x bh, C-contiguous: the box in column-major scan order)."""
+    box = labels[y0:y0 + bh, x0:x0 + bw]
+    if box.dtype in (np.uint8, np.uint16, np.int32):
+        return cv2.transpose(np.ascontiguousarray(box))  # OpenCV's blocked transpose where it has the dtype
+    return np.ascontiguousarray(box.T)
+
+
+def _box_runs(box_t: np.ndarray, tid: int, h: int, w: int, x0: int, y0: int) -> list[int]:
+    """Uncompressed COCO counts of the mask ``label == tid`` of an H x W label map that holds no ``tid``
+    outside one box; ``box_t`` is the box's labels transposed (bw x bh, C-contiguous: the column-major scan
+    of the box), its corner at x0, y0.
+
+    Foreground runs are found in the box alone and placed in the full column-major scan by arithmetic: a run
+    may continue into the next column only when the box spans the full height; otherwise every column is
+    closed by one background sentinel so no run crosses it. Work is proportional to the box, not to H.
+    """
+    bw, bh = box_t.shape
+    step = bh if bh == h else bh + 1
+    flat = np.zeros((bw, step), bool)
+    np.equal(box_t, tid, out=flat[:, :bh])
+    flat = flat.reshape(-1)
+    edges = np.flatnonzero(flat[1:] != flat[:-1]) + 1
+    if flat[0]:
+        edges = np.concatenate(([0], edges))
+    if flat[-1]:
+        edges = np.concatenate((edges, [flat.size]))
+    col, row = np.divmod(edges, step)
+    pos = (x0 + col) * h + y0 + row  # run starts and ends (alternating) in the full column-major scan
+    runs = np.diff(np.concatenate(([0], pos, [h * w]))).tolist()
+    if runs[-1] == 0:
+        runs.pop()  # the mask ends on the frame's last pixel: no trailing background run
+    return runs

@@ -14,7 +14,6 @@ paths give identical strings (tested).
 
 from __future__ import annotations
 
-import cv2
 import numpy as np
 from pycocotools import mask as mask_utils
 
@@ -61,47 +60,13 @@ def encode_masks(masks: np.ndarray, boxes_xywh: np.ndarray | None = None) -> lis
     return out
 
 
-def _box_runs(box_t: np.ndarray, tid: int, h: int, w: int, x0: int, y0: int) -> list[int]:
-    """Uncompressed COCO counts of the mask ``label == tid`` of an H x W label map that holds no ``tid``
-    outside one box; ``box_t`` is the box's labels transposed (bw x bh, C-contiguous: the column-major scan
-    of the box), its corner at x0, y0.
-
-    Foreground runs are found in the box alone and placed in the full column-major scan by arithmetic: a run
-    may continue into the next column only when the box spans the full height; otherwise every column is
-    closed by one background sentinel so no run crosses it. Work is proportional to the box, not to H.
-    """
-    bw, bh = box_t.shape
-    step = bh if bh == h else bh + 1
-    flat = np.zeros((bw, step), bool)
-    np.equal(box_t, tid, out=flat[:, :bh])
-    flat = flat.reshape(-1)
-    edges = np.flatnonzero(flat[1:] != flat[:-1]) + 1
-    if flat[0]:
-        edges = np.concatenate(([0], edges))
-    if flat[-1]:
-        edges = np.concatenate((edges, [flat.size]))
-    col, row = np.divmod(edges, step)
-    pos = (x0 + col) * h + y0 + row  # run starts and ends (alternating) in the full column-major scan
-    runs = np.diff(np.concatenate(([0], pos, [h * w]))).tolist()
-    if runs[-1] == 0:
-        runs.pop()  # the mask ends on the frame's last pixel: no trailing background run
-    return runs
-
-
 def encode_label_strips(labels: np.ndarray, track_ids: np.ndarray, boxes_xywh: np.ndarray) -> list[str]:
     """Compressed COCO RLE counts of each track's mask in an H x W label map, given the tracks' tight boxes
     (non-empty); the same strings as :func:`encode_masks` on the masks ``labels == id``. Only the pixels in
-    each box are read, so no full-frame mask is ever made."""
-    h, w = labels.shape
-    out = []
-    for tid, (x0, y0, bw, bh) in zip(np.asarray(track_ids, np.int64).tolist(),
-                                     np.asarray(boxes_xywh, np.int64).reshape(-1, 4).tolist()):
-        box = labels[y0:y0 + bh, x0:x0 + bw]
-        box_t = (cv2.transpose(np.ascontiguousarray(box)) if box.dtype in (np.uint8, np.uint16, np.int32)
-                 else np.ascontiguousarray(box.T))  # OpenCV's blocked transpose where it has the dtype
-        rle = mask_utils.frPyObjects({"size": [h, w], "counts": _box_runs(box_t, tid, h, w, x0, y0)}, h, w)
-        out.append(rle["counts"].decode("ascii"))
-    return out
+    each box are read (``ops.rle_from_label_map`` with box hints), so no full-frame mask is ever made."""
+    from ..ops.rle import rle_from_label_map
+
+    return [r["counts"].decode("ascii") for r in rle_from_label_map(labels, track_ids, boxes_xywh)]
 
 
 def decode_mask(counts: str, height: int, width: int) -> np.ndarray:
