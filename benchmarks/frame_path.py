@@ -16,7 +16,7 @@ frames scaled to 1920 x 1080 and splits each frame's wall time into:
 Medians over the non-keyframes and the keyframes of one run per N, in one process each.
 The timing mode adds a few microseconds per aten op (counted as host time), so host_ms is an upper bound.
 
-Run: python benchmarks/frame_path.py [--objects 1 10 30 --frames 30]; prints JSON.
+Run: python benchmarks/frame_path.py [--objects 1 10 30 --frames 30] [--code OTHER_CHECKOUT]; prints JSON.
 """
 
 from __future__ import annotations
@@ -74,6 +74,11 @@ class GridDetector:
 def child(args: argparse.Namespace) -> dict[str, Any]:
     import cv2
 
+    if args.code:  # time another checkout's package (e.g. the code before a change)
+        sys.path.insert(0, str(Path(args.code).resolve()))
+        for name in [m for m in sys.modules if m == "gsam2_video" or m.startswith("gsam2_video.")]:
+            del sys.modules[name]
+
     from gsam2_video.config import AssociationConfig, KeyframeConfig, PropagatorConfig, TrackerConfig
     from gsam2_video.models import sam2_preprocess
     from gsam2_video.models.propagator import Sam2Propagator
@@ -126,7 +131,10 @@ def child(args: argparse.Namespace) -> dict[str, Any]:
                          "host_ms": (wall - timer.seconds) * 1e3, "preprocess_ms": pre["s"] * 1e3,
                          "aten_ops": timer.ops, "host_reads": len(calls),
                          "host_read_bytes": sum(c[1] for c in calls)})
-    out: dict[str, Any] = {"objects": args.n, "frames": len(rows)}
+    import gsam2_video
+
+    out: dict[str, Any] = {"objects": args.n, "frames": len(rows),
+                           "package": str(Path(gsam2_video.__file__).resolve().parent)}
     for kind, sel in (("non_keyframe", [r for r in rows[1:] if not r["keyframe"]]),
                       ("keyframe", [r for r in rows if r["keyframe"]])):
         out[kind] = {k: round(C.median([r[k] for r in sel]), 3) for k in
@@ -142,6 +150,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--objects", type=int, nargs="+", default=[1, 10, 30])
     p.add_argument("--frames", type=int, default=30)
+    p.add_argument("--code", default=None, help="checkout whose gsam2_video package is timed (default: this one)")
     p.add_argument("--n", type=int, default=1, help=argparse.SUPPRESS)
     p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args()
@@ -151,11 +160,12 @@ def main() -> None:
         print(json.dumps(child(args)))
         return
     C.sam2_dir("tiny")
-    runs = [C.run_child(Path(__file__).resolve(), ["--frames", str(args.frames), "--n", str(n), "--child"])
+    extra = ["--code", args.code] if args.code else []
+    runs = [C.run_child(Path(__file__).resolve(), ["--frames", str(args.frames), "--n", str(n), *extra, "--child"])
             for n in args.objects]
-    C.emit({"setup": {"video": "bikes.mp4 scaled to 1920x1080", "sam2": "tiny test config, fp32",
+    C.emit({"code": args.code or "this checkout", "setup": {"video": "bikes.mp4 scaled to 1920x1080", "sam2": "tiny test config, fp32",
                       "detector": "scripted grid boxes", "detect_every": 10, "mode": "live", "threads": 1},
-            "runs": runs, "target": "non-keyframe host_ms <= 15 at 1080p with 10 objects"})
+            "runs": runs, "code_package": runs[0].get("package"), "target": "non-keyframe host_ms <= 15 at 1080p with 10 objects"})
 
 
 if __name__ == "__main__":

@@ -1,5 +1,8 @@
 """Benchmark each CUDA kernel against its torch reference at realistic shapes; prints JSON.
 
+(Not named ``kernels.py``: transformers probes for a top-level package called ``kernels`` (the Hugging
+Face hub-kernels library) and would import a benchmark of that name from this folder.)
+
 Shapes: Grounding DINO-T at 800x1333 (4 levels, ~22k tokens, 8 heads x 32 channels, 4 points; encoder
 self-attention over all tokens and 900 decoder queries), 40 object masks at 1080p for connected
 components and IoU (40 x 40), their label map (ids 1..40) for RLE, and one 1080p frame preprocessed to
@@ -7,7 +10,7 @@ SAM 2's 1024x1024 (reference: Meta's PIL path; kernel: the PIL-exact CUDA resize
 Without CUDA (or with GSAM2_FORCE_TORCH=1) only the reference timings are reported; with CUDA each entry
 also has the kernel time and the largest difference to the reference.
 
-    python benchmarks/kernels.py [--repeat 3] [--quick] [--only msda_encoder,iou]
+    python benchmarks/kernel_ops.py [--repeat 3] [--quick] [--only msda_encoder,iou]
 """
 
 from __future__ import annotations
