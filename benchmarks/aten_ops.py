@@ -40,7 +40,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import _common as C  # noqa: E402
+import _common as C
 
 #: ops that only change tensor metadata (no kernel on a GPU) besides the view ops torch marks as views
 METADATA_OPS = {"aten.t", "aten.detach", "aten.lift_fresh", "aten._unsafe_view", "aten.reshape", "aten.unbind",
@@ -76,7 +76,7 @@ def child(args: argparse.Namespace) -> dict[str, Any]:
             self.phase: Counter[str] = Counter()  # (phase, "all" | "compute")
             self.current = ""
 
-        def __torch_dispatch__(self, func, types, a=(), kw=None):  # noqa: ANN001
+        def __torch_dispatch__(self, func, types, a=(), kw=None):
             name = str(func.overloadpacket)
             self.ops[name] += 1
             self.phase[self.current, "all"] += 1

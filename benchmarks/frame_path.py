@@ -79,17 +79,18 @@ def child(args: argparse.Namespace) -> dict[str, Any]:
         for name in [m for m in sys.modules if m == "gsam2_video" or m.startswith("gsam2_video.")]:
             del sys.modules[name]
 
+    from host_reads import count_host_reads
+
     from gsam2_video.config import AssociationConfig, KeyframeConfig, PropagatorConfig, TrackerConfig
     from gsam2_video.models import sam2_preprocess
     from gsam2_video.models.propagator import Sam2Propagator
     from gsam2_video.pipeline import Tracker
-    from host_reads import count_host_reads
 
     torch.set_num_threads(1)
     h, w = 1080, 1920
     frames = [cv2.resize(f, (w, h), interpolation=cv2.INTER_LINEAR)
               for f in C.read_frames(C.VIDEOS / "bikes.mp4", min(args.frames, 50))]
-    prop = Sam2Propagator.from_pretrained(str(C.sam2_dir("tiny")), PropagatorConfig(), device="cpu",
+    prop = Sam2Propagator.from_pretrained(args.sam2_dir, PropagatorConfig(), device="cpu",
                                           dtype="fp32")
     config = TrackerConfig(keyframes=KeyframeConfig(detect_every=10, score_trigger=False, scene_cut_threshold=None),
                            association=AssociationConfig(max_missed_keyframes=100, iou_threshold=1.0,
@@ -152,6 +153,7 @@ def main() -> None:
     p.add_argument("--frames", type=int, default=30)
     p.add_argument("--code", default=None, help="checkout whose gsam2_video package is timed (default: this one)")
     p.add_argument("--n", type=int, default=1, help=argparse.SUPPRESS)
+    p.add_argument("--sam2-dir", default=None, help=argparse.SUPPRESS)
     p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.child:
@@ -159,8 +161,8 @@ def main() -> None:
 
         print(json.dumps(child(args)))
         return
-    C.sam2_dir("tiny")
     extra = ["--code", args.code] if args.code else []
+    extra += ["--sam2-dir", str(C.sam2_dir("tiny"))]  # built by this checkout's test builders
     runs = [C.run_child(Path(__file__).resolve(), ["--frames", str(args.frames), "--n", str(n), *extra, "--child"])
             for n in args.objects]
     C.emit({"code": args.code or "this checkout", "setup": {"video": "bikes.mp4 scaled to 1920x1080", "sam2": "tiny test config, fp32",

@@ -61,12 +61,13 @@ def _sync(device: torch.device) -> None:
 
 
 def one(n: int, args: argparse.Namespace, frames: list[np.ndarray]) -> dict[str, Any]:
+    from host_reads import count_host_reads
+
     from gsam2_video import pipeline
     from gsam2_video.config import AssociationConfig, DetectorConfig, KeyframeConfig, TrackerConfig
     from gsam2_video.models.detector import Detector
     from gsam2_video.models.sam2_model import Sam2Model
     from gsam2_video.pipeline import Tracker
-    from host_reads import count_host_reads
 
     h, w = frames[0].shape[:2]
     device = torch.device(args.device)

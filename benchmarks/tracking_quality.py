@@ -59,10 +59,10 @@ def _code_root(argv: list[str]) -> Path:
 CODE = _code_root(sys.argv[1:])
 sys.path.insert(0, str(CODE))
 
-from _oracle import NOISE, Clock, Noise, OracleDetector, OracleSession, OracleSource, World, load_world  # noqa: E402
+from _oracle import NOISE, Clock, Noise, OracleDetector, OracleSession, OracleSource, World, load_world
 
-from gsam2_video.config import DetectorConfig, KeyframeConfig, TrackerConfig  # noqa: E402
-from gsam2_video.pipeline import Tracker  # noqa: E402
+from gsam2_video.config import DetectorConfig, KeyframeConfig, TrackerConfig
+from gsam2_video.pipeline import Tracker
 
 SEQUENCES = ("TUD-Campus", "TUD-Stadtmitte")
 

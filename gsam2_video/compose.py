@@ -122,8 +122,7 @@ def compose_frame(low_res: torch.Tensor, obj_ids: list[int], height: int, width:
 
 def _extent_boxes(rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
     """N x H row occupancy and N x W column occupancy -> N x 4 xyxy boxes as masks_to_boxes gives them."""
-    n, h = rows.shape
-    w = cols.shape[1]
+    h, w = rows.shape[1], cols.shape[1]
     ys = torch.arange(h, device=rows.device)
     xs = torch.arange(w, device=rows.device)
     big = torch.iinfo(torch.int64).max

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from .compose import compose_frame, masks_to_boxes, video_masks
-from .config import DEFAULT_DETECTOR, DEFAULT_SAM2, DetectorConfig, PropagatorConfig, TrackerConfig
+from .config import DEFAULT_DETECTOR, DEFAULT_SAM2, TrackerConfig
 from .errors import ConfigError
 from .models.loading import precision_name, resolve_device, set_tf32
 from .prompts import Prompt, parse_prompt

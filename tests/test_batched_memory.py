@@ -78,8 +78,14 @@ def count_memory_attention(prop: Sam2Propagator) -> list[int]:
 def test_staggered_objects_one_call_per_frame_equal_meta_and_per_object(
         videos_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     pytest.importorskip("sam2", reason="Meta's sam2==1.1.0 is the reference")
-    from sam2_reference import assert_informative, build_meta_predictor, compare_runs, read_frames, run_meta
-    from sam2_reference import write_jpeg_folder
+    from sam2_reference import (
+        assert_informative,
+        build_meta_predictor,
+        compare_runs,
+        read_frames,
+        run_meta,
+        write_jpeg_folder,
+    )
     from test_parity_sam2 import run_ours
 
     from gsam2_video.models.convert import model_from_meta_state_dict

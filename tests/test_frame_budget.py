@@ -11,12 +11,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from host_reads import count_host_reads
 
 from gsam2_video import AssociationConfig, Detections, KeyframeConfig, PropagatorConfig, TrackerConfig
 from gsam2_video.models.propagator import Sam2Propagator
 from gsam2_video.pipeline import Tracker
 from gsam2_video.tracking import association
-from host_reads import count_host_reads
 
 N_OBJECTS = 10
 SMALL_ARRAYS = 4096  # bytes of per-track arrays a frame may read besides its label map
@@ -49,16 +49,16 @@ def _run(tiny_models: dict[str, Path], videos_dir: Path) -> list[tuple[bool, int
                                                          reacquire_iou=None))
     tracker = Tracker(GridDetector(240, 320), prop, config)
     frames = []
-    with tracker.track(videos_dir / "tree.avi", "person.", mode="live", max_frames=30) as run:
-        with count_host_reads() as reads:
-            it = iter(run)
-            while True:
-                mark = reads.mark()
-                result = next(it, None)
-                if result is None:
-                    break
-                assert run.session is not None
-                frames.append((result.is_keyframe, len(run.session.obj_ids), reads.since(mark)))
+    with tracker.track(videos_dir / "tree.avi", "person.", mode="live", max_frames=30) as run, \
+            count_host_reads() as reads:
+        it = iter(run)
+        while True:
+            mark = reads.mark()
+            result = next(it, None)
+            if result is None:
+                break
+            assert run.session is not None
+            frames.append((result.is_keyframe, len(run.session.obj_ids), reads.since(mark)))
     return frames
 
 

@@ -18,12 +18,12 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
-from _oracle import NOISE, Clock, Noise, OracleSession, OracleSource, World, world_from_boxes  # noqa: E402
+from _oracle import NOISE, Clock, Noise, OracleSession, OracleSource, World, world_from_boxes
 
-from gsam2_video.config import DetectorConfig, KeyframeConfig, TrackerConfig  # noqa: E402
-from gsam2_video.pipeline import Tracker  # noqa: E402
-from gsam2_video.protocols import Detector  # noqa: E402
-from gsam2_video.types import Detections  # noqa: E402
+from gsam2_video.config import DetectorConfig, KeyframeConfig, TrackerConfig
+from gsam2_video.pipeline import Tracker
+from gsam2_video.protocols import Detector
+from gsam2_video.types import Detections
 
 A, B, C = (10.0, 20.0, 40.0, 100.0), (60.0, 20.0, 90.0, 100.0), (110.0, 20.0, 140.0, 100.0)
 
@@ -156,7 +156,7 @@ def test_tentative_track_is_shown_once_confirmed_live_late_offline_from_birth() 
 def test_tentative_track_is_not_back_filled_but_a_confirmed_one_is() -> None:
     """Offline: B walks in at frame 4 and is first detected at 10. At 0.9 it is confirmed at birth and back-
     filled to frame 4; at 0.45 it is tentative at birth, so nothing is back-filled before 10."""
-    wd = world(21, {1: A, 2: B}, absent={2: range(0, 4)})
+    wd = world(21, {1: A, 2: B}, absent={2: range(4)})
     for s, first in ((0.9, 4), (0.45, 10)):
         results, run = track(wd, ScriptedDetector(wd, lambda p, t, s=s: 0.9 if p == 1 else s), "offline")
         assert frames_of(results, 2) == list(range(first, 21)), s
