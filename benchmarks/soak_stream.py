@@ -25,7 +25,6 @@ import os
 import queue
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -37,7 +36,7 @@ from typing import Any
 from _common import REPO, VIDEOS, detector_dir, emit, sam2_dir
 
 sys.path.insert(0, str(REPO / "tests"))
-from stream_media import encode_ts, start_udp_streamer
+from stream_media import encode_ts, free_udp_port, start_udp_streamer
 
 CLIP_SECONDS = 4.0  # carphone_pristine.mp4: 120 frames at 30 fps
 
@@ -50,14 +49,6 @@ def _rss_mib(pid: int) -> float | None:
     except OSError:
         return None
     return None
-
-
-def _free_udp_port() -> int:
-    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 def _count_video_frames(path: Path) -> int:
@@ -96,7 +87,7 @@ def main() -> None:
     out = args.out or work / "run"
     ts_file = work / "clip.ts"
     ts_file.write_bytes(encode_ts(VIDEOS / "carphone_pristine.mp4", gop=10))
-    port = _free_udp_port()
+    port = free_udp_port()
     loop_seconds = CLIP_SECONDS / args.speed
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "PYTHONPATH": str(REPO),
            "OMP_NUM_THREADS": "1"}

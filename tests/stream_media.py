@@ -3,7 +3,12 @@ for the stream tests, to a file with other muxer options)."""
 
 from __future__ import annotations
 
+import contextlib
 import io
+import socket
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -89,3 +94,39 @@ if __name__ == "__main__":  # python stream_media.py udp FILE PORT SECONDS_PER_L
     if len(sys.argv) != 6 or sys.argv[1] != "udp":
         raise SystemExit("usage: stream_media.py udp FILE PORT SECONDS_PER_LOOP MAX_SECONDS")
     send_udp(Path(sys.argv[2]).read_bytes(), int(sys.argv[3]), float(sys.argv[4]), float(sys.argv[5]))
+
+
+def free_udp_port() -> int:
+    """A UDP port on 127.0.0.1 that was free a moment ago."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextlib.contextmanager
+def serve_ts_over_http(data: bytes, name: str, content_length: bool = False) -> Iterator[str]:
+    """Serve ``data`` as MPEG-TS to every GET on 127.0.0.1; yields the URL ``http://127.0.0.1:PORT/name``."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *args: object) -> None:
+            pass
+
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Type", "video/mp2t")
+            if content_length:
+                self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            try:
+                self.wfile.write(data)
+            except OSError:
+                pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/{name}"
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -13,15 +13,13 @@ import logging
 import os
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
-from stream_media import remux_ts
+from stream_media import remux_ts, serve_ts_over_http
 
 from gsam2_video.cli import main
 from gsam2_video.errors import ConfigError
@@ -81,26 +79,8 @@ def test_missing_frames_count_against_what_was_asked(videos_dir, tmp_path, caplo
 @pytest.fixture()
 def http_ts(videos_dir: Path) -> Iterator[str]:
     data = remux_ts(videos_dir / "carphone_pristine.mp4")
-
-    class Handler(BaseHTTPRequestHandler):
-        def log_message(self, *args: object) -> None:
-            pass
-
-        def do_GET(self) -> None:
-            self.send_response(200)
-            self.send_header("Content-Type", "video/mp2t")
-            self.end_headers()
-            try:
-                self.wfile.write(data)
-            except OSError:
-                pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/live.ts"
-    server.shutdown()
-    server.server_close()
+    with serve_ts_over_http(data, "live.ts", content_length=False) as url:
+        yield url
 
 
 def test_live_stream_stopped_by_its_consumer_does_not_reconnect(http_ts, caplog) -> None:

@@ -9,20 +9,17 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import av
 import numpy as np
 import pytest
 from PIL import Image
-from stream_media import encode_ts, remux_ts, start_udp_streamer
+from stream_media import encode_ts, free_udp_port, remux_ts, serve_ts_over_http, start_udp_streamer
 
 from gsam2_video.sources import open_source
 from gsam2_video.sources.stream import SessionClock
@@ -78,27 +75,8 @@ def test_clock_on_a_live_source_shows_the_outage() -> None:
 @pytest.fixture()
 def twice_over_http(videos_dir: Path) -> Iterator[str]:
     data = remux_ts(videos_dir / CLIP) * 2  # the second copy repeats the first's pts: one jump back
-
-    class Handler(BaseHTTPRequestHandler):
-        def log_message(self, *args: object) -> None:
-            pass
-
-        def do_GET(self) -> None:
-            self.send_response(200)
-            self.send_header("Content-Type", "video/mp2t")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            try:
-                self.wfile.write(data)
-            except OSError:
-                pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/twice.ts"
-    server.shutdown()
-    server.server_close()
+    with serve_ts_over_http(data, "twice.ts", content_length=True) as url:
+        yield url
 
 
 def test_pts_jumping_back_is_rebased_and_nothing_is_lost(twice_over_http: str) -> None:
@@ -114,14 +92,6 @@ def test_pts_jumping_back_is_rebased_and_nothing_is_lost(twice_over_http: str) -
 
 
 # -- the streamer killed and restarted 3 times during one run ------------------------------------------
-def _free_udp_port() -> int:
-    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
 def _masks_done(out: Path) -> int:
     """Mask PNGs written so far (the hidden temporary folder while the run goes on)."""
     return sum(1 for d in out.glob(".masks.*partial") for _ in d.glob("*.png"))
@@ -139,7 +109,7 @@ def _wait(predicate, seconds: float) -> bool:
 def test_streamer_killed_and_restarted_three_times(tmp_path, tiny_models, videos_dir) -> None:
     ts_file = tmp_path / "clip.ts"
     ts_file.write_bytes(encode_ts(videos_dir / CLIP, gop=10))
-    port = _free_udp_port()
+    port = free_udp_port()
     out = tmp_path / "run"
     total = 70
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "PYTHONPATH": str(REPO),
