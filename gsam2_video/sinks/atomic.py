@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import IO
 
@@ -120,6 +121,29 @@ class AtomicFile:
             self._fh = None
         remove_quietly(self.tmp)
         self.tmp = None
+
+
+def publish_from_spill(final: Path, spill: AtomicFile, write: Callable[[IO[str], AtomicFile], None]) -> Path:
+    """Write ``final`` atomically from a text spill file: ``write(spill_contents, out)`` fills it.
+
+    Writers that stream per-frame records to a spill and assemble the document at close share this: the
+    spill is flushed, read back once, and dropped whether or not the final file could be written; a
+    failure leaves no file under the final name and raises one OutputError naming it.
+    """
+    out: AtomicFile | None = None
+    try:
+        spill.handle.flush()
+        assert spill.tmp is not None
+        out = AtomicFile(final, "w")
+        with open(spill.tmp, encoding="utf-8") as src:
+            write(src, out)
+    except (OSError, ValueError) as err:
+        if out is not None:
+            out.discard()
+        spill.discard()
+        raise OutputError(f"cannot write {final}: {err}") from err
+    spill.discard()
+    return out.commit()
 
 
 def write_bytes_atomic(final: str | os.PathLike[str], data: bytes) -> Path:

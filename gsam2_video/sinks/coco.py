@@ -36,7 +36,7 @@ from typing import IO, Any
 
 from ..errors import OutputError
 from ..types import VideoInfo
-from .atomic import AtomicFile
+from .atomic import AtomicFile, publish_from_spill
 from .base import FrameView, Sink, category_id
 
 
@@ -102,26 +102,17 @@ class CocoWriter:
         """Write the final JSON (atomically) and drop the spill."""
         head = {"info": {"description": self.description, **(info or {})}, "licenses": [],
                 "videos": self._videos}
-        out: AtomicFile | None = None
-        try:
-            self._spill.handle.flush()
-            assert self._spill.tmp is not None
-            out = AtomicFile(self.final, "w")
+
+        def write(src: IO[str], out: AtomicFile) -> None:
             out.write(json.dumps(head, separators=(",", ":"))[:-1] + ',"images":[')
             for k in range(self.images):
                 out.write(("," if k else "") + json.dumps(self._image(k), separators=(",", ":")))
             out.write('],"categories":' + json.dumps(coco_categories(self.categories), separators=(",", ":")))
             out.write(',"annotations":[')
-            with open(self._spill.tmp, encoding="utf-8") as src:
-                _copy_lines(src, out)
+            _copy_lines(src, out)
             out.write("]}")
-        except (OSError, ValueError) as err:
-            if out is not None:
-                out.discard()
-            self.discard()
-            raise OutputError(f"cannot write {self.final}: {err}") from err
-        self.discard()
-        return out.commit()
+
+        return publish_from_spill(self.final, self._spill, write)
 
     def discard(self) -> None:
         self._spill.discard()

@@ -37,7 +37,7 @@ import numpy as np
 
 from ..errors import OutputError
 from ..types import VideoInfo
-from .atomic import AtomicFile
+from .atomic import AtomicFile, publish_from_spill
 from .base import FrameView, Sink, category_id
 
 
@@ -123,23 +123,13 @@ class CvatWriter:
                 track_no += 1
 
     def commit(self) -> Path:
-        out: AtomicFile | None = None
-        try:
-            self._spill.handle.flush()
-            assert self._spill.tmp is not None
-            out = AtomicFile(self.final, "w")
+        def write(src: IO[str], out: AtomicFile) -> None:
             out.write('<?xml version="1.0" encoding="utf-8"?>\n<annotations>\n<version>1.1</version>\n')
             out.write(self._meta() + "\n")
-            with open(self._spill.tmp, encoding="utf-8") as src:
-                self._tracks(src, out)
+            self._tracks(src, out)
             out.write("</annotations>\n")
-        except (OSError, ValueError) as err:
-            if out is not None:
-                out.discard()
-            self.discard()
-            raise OutputError(f"cannot write {self.final}: {err}") from err
-        self.discard()
-        return out.commit()
+
+        return publish_from_spill(self.final, self._spill, write)
 
     def discard(self) -> None:
         self._spill.discard()
