@@ -8,7 +8,14 @@ from __future__ import annotations
 from importlib import import_module
 from typing import Any
 
-from .config import AssociationConfig, DetectorConfig, KeyframeConfig, PropagatorConfig, TrackerConfig
+from .config import (
+    AssociationConfig,
+    DetectorConfig,
+    FrameExtras,
+    KeyframeConfig,
+    PropagatorConfig,
+    TrackerConfig,
+)
 from .errors import Gsam2Error
 from .types import Detections, Frame, FrameResult, VideoInfo
 
@@ -24,6 +31,7 @@ __all__ = [
     "Detections",
     "DetectorConfig",
     "Frame",
+    "FrameExtras",
     "FrameResult",
     "Gsam2Error",
     "KeyframeConfig",

@@ -148,6 +148,29 @@ class KeyframeConfig:
                f"scene cut threshold must be in (0, 1], got {self.scene_cut_threshold}")
 
 
+@dataclass(frozen=True)
+class FrameExtras:
+    """What the GPU builds per frame besides the label map, to travel in the frame's single host copy.
+
+    ``overlay``: the frame with the masks blended in and outlined (``FrameResult.overlay``), so the video and
+    live outputs only draw boxes and captions on the host; ``rle``: the label map's column-major changes
+    (``FrameResult.label_changes``), so tracks.json / mots.txt / JSONL encode COCO RLE without reading the
+    frame's pixels. Both pay off where the models run on a GPU; on a CPU the host paths are as fast and are
+    the reference, so :meth:`for_outputs` turns them on for CUDA devices only. Results are the same either
+    way (RLE byte-identical; the overlay within one grey level of the host drawing).
+    """
+
+    overlay: bool = False
+    rle: bool = False
+
+    @classmethod
+    def for_outputs(cls, device_type: str, *, picture: bool, rle: bool) -> FrameExtras:
+        """The extras worth building on ``device_type`` ("cuda", "cpu", ...) when some output shows the
+        annotated picture (``picture``) or writes COCO RLE (``rle``)."""
+        gpu = device_type == "cuda"
+        return cls(overlay=gpu and picture, rle=gpu and rle)
+
+
 @dataclass
 class TrackerConfig:
     """Everything the Tracker needs; ``mode`` 'auto' means offline for files, live for cameras/streams."""

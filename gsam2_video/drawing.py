@@ -150,8 +150,12 @@ def draw_boxes_and_captions(out: np.ndarray, result: FrameResult, boxes_xywh: np
                      thick)
 
 
-def annotate(image: np.ndarray, result: FrameResult, *, alpha: float = 0.5, outlines: bool = True,
-             boxes: bool = True, labels: bool = True, label_map: np.ndarray | None = None,
+#: mask opacity of the default look (the one the pipeline's device overlay is built with)
+DEFAULT_ALPHA = 0.5
+
+
+def annotate(image: np.ndarray | None, result: FrameResult, *, alpha: float = DEFAULT_ALPHA,
+             outlines: bool = True, boxes: bool = True, labels: bool = True, label_map: np.ndarray | None = None,
              boxes_xywh: np.ndarray | None = None) -> np.ndarray:
     """A new H x W x 3 uint8 RGB image: ``image`` with ``result`` drawn on it (``image`` is not modified).
 
@@ -159,7 +163,19 @@ def annotate(image: np.ndarray, result: FrameResult, *, alpha: float = 0.5, outl
     in the same colour, line width and text size scaled to the frame size. ``label_map`` (the result's
     H x W label map) and ``boxes_xywh`` (its tracks' tight boxes, in the result's track order) save recomputing
     them when the caller already has them (the video sink's shared view).
+
+    When the pipeline built the masks' overlay on the GPU (``result.overlay``) and the default look is asked
+    for, only boxes and captions are drawn here, on a copy of it; ``image`` may then be None.
     """
+    if result.overlay is not None and alpha == DEFAULT_ALPHA and outlines:
+        out = np.array(result.overlay, dtype=np.uint8, copy=True, order="C")
+        if boxes_xywh is None:
+            lab = label_map if label_map is not None else resolved_label_map(result)
+            boxes_xywh, _ = track_boxes(lab, result.track_ids, result.boxes)
+        draw_boxes_and_captions(out, result, boxes_xywh, boxes=boxes, captions=labels)
+        return out
+    if image is None:
+        raise ValueError(f"annotate(): frame {result.frame_index} carries neither an image nor an overlay")
     img = np.asarray(image)
     if img.ndim != 3 or img.shape[2] != 3 or img.dtype != np.uint8:
         raise ValueError(f"annotate() needs an H x W x 3 uint8 RGB image, got {img.shape} {img.dtype}")

@@ -20,21 +20,29 @@ from typing import Any
 import numpy as np
 import torch
 
-from .compose import compose_frame, masks_to_boxes, video_masks
-from .config import DEFAULT_DETECTOR, DEFAULT_SAM2, TrackerConfig
+from .compose import ComposedFrame, compose_frame, masks_to_boxes, video_masks
+from .config import DEFAULT_DETECTOR, DEFAULT_SAM2, FrameExtras, TrackerConfig
+from .drawing import DEFAULT_ALPHA, line_thickness
+from .drawing_torch import overlay_torch
 from .errors import ConfigError
 from .models.loading import precision_name, resolve_device, set_tf32
+from .ops.rle import label_changes_packed
 from .prompts import Prompt, parse_prompt
 from .protocols import Detector, SegmentationModel, SegmentationSession, TunableDetector
 from .tracking.backfill import BackfillBuffer, PendingFrame
 from .tracking.keyframes import KeyframePolicy
 from .tracking.lifecycle import TrackRegistry
 from .tracking.two_stage import associate_two_stage, split_scores
-from .transfer import to_host
+from .transfer import HostFrame, to_host
 from .types import Frame, FrameResult, VideoInfo
 from .upload import frames_on_device
 
 log = logging.getLogger("gsam2_video")
+
+#: label changes per pixel of frame height + width that the RLE buffer starts with (12 bytes each; 24k changes,
+#: 288 KB, at 1080p: a column crossed by an object's edge costs 2). A frame with more is encoded on the host
+#: and doubles the room for the frames after it.
+RLE_CHANGES_PER_EDGE_PIXEL = 8
 
 
 @dataclass
@@ -49,6 +57,10 @@ class RunStats:
     tracks_created: int = 0
     tracks_removed: int = 0
     backfilled_frames: int = 0
+    #: frames whose GPU-built extras (FrameExtras) were not usable, so the host drew / encoded them: a back-fill
+    #: painted the frame, a confirmation or score change altered what the overlay shows, or the RLE changes
+    #: overflowed their buffer
+    extras_redone: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     stage_seconds: dict[str, float] = field(default_factory=lambda: defaultdict(float))
 
     def to_json(self) -> dict[str, Any]:
@@ -61,6 +73,7 @@ class RunStats:
             "tracks_created": self.tracks_created,
             "tracks_removed": self.tracks_removed,
             "backfilled_frames": self.backfilled_frames,
+            "extras_redone": dict(self.extras_redone),
             "stage_seconds": {k: round(v, 4) for k, v in self.stage_seconds.items()},
         }
 
@@ -83,12 +96,16 @@ class TrackingRun:
     """
 
     def __init__(self, tracker: Tracker, source: Any, prompt: Prompt, config: TrackerConfig,
-                 keep_images: bool) -> None:
+                 keep_images: bool, extras: FrameExtras | None = None) -> None:
         self.tracker = tracker
         self.source = source
         self.prompt = prompt
         self.config = config
-        self.keep_images = keep_images
+        self.extras = extras or FrameExtras()
+        # a GPU-built overlay can go stale (back-fill, a later confirmation): the frame is then drawn from
+        # its pixels, so they are kept whenever the overlay is built
+        self.keep_images = keep_images or self.extras.overlay
+        self._rle_capacity = 0  # sized at the first frame
         self.info: VideoInfo = source.info
         self.live = config.mode == "live" or (config.mode == "auto" and self.info.is_live)
         detector = tracker.detector
@@ -178,11 +195,13 @@ class TrackingRun:
                     out = session.commit(feats)
                     composed = compose_frame(out.low_res, out.obj_ids, frame.height, frame.width,
                                              self.sam2.mask_threshold, out.object_scores)
-                    host = to_host(composed)  # read 2 of 2: label map + per-track array, one copy
+                    # read 2 of 2: label map + per-track array (+ the extras asked for), one copy
+                    host, ranking = self._to_host(frame, on_device, composed, registry)
                     registry.observe(frame.index, host.boxes_by_id())
                 pending = PendingFrame(frame.index, frame.timestamp, frame.image if self.keep_images else None,
                                        feats if buffer.lag else None, host,
-                                       {int(t): _snapshot(registry, int(t)) for t in out.obj_ids}, is_key)
+                                       {int(t): _snapshot(registry, int(t)) for t in out.obj_ids}, is_key,
+                                       ranking)
                 if born and buffer.lag:
                     with _Timer(stats, "backfill"):
                         self._backfill(born, feats, buffer, registry)
@@ -190,6 +209,28 @@ class TrackingRun:
                     yield self._emit(ready, registry)
             for ready in buffer.drain():
                 yield self._emit(ready, registry)
+
+    def _to_host(self, frame: Frame, on_device: torch.Tensor | None, composed: ComposedFrame,
+                 registry: TrackRegistry) -> tuple[HostFrame, tuple[int, ...]]:
+        """The frame's one copy to the host, with the extras this run builds on the device; also the ids the
+        overlay drew, in outline order (lowest score first), for :meth:`_emit` to check it is still right."""
+        overlay = changes = None
+        ranking: tuple[int, ...] = ()
+        if self.extras.overlay:
+            drawn = sorted(t for t in composed.obj_ids if registry.emittable(t))  # results list tracks by id
+            scores = [_snapshot(registry, t)[1] for t in drawn]
+            ranking = tuple(drawn[k] for k in np.argsort(scores, kind="stable").tolist())
+            image = on_device if on_device is not None else torch.from_numpy(frame.image)
+            overlay = overlay_torch(image, composed.labels, drawn, scores, alpha=DEFAULT_ALPHA,
+                                    thickness=line_thickness(frame.height, frame.width))
+        if self.extras.rle:
+            if not self._rle_capacity:
+                self._rle_capacity = RLE_CHANGES_PER_EDGE_PIXEL * (frame.height + frame.width)
+            changes = label_changes_packed(composed.labels, self._rle_capacity)
+        host = to_host(composed, overlay=overlay, changes=changes)
+        if host.changes_overflow:  # encoded on the host this time; later frames get room for twice as many
+            self._rle_capacity = min(2 * self._rle_capacity, frame.height * frame.width)
+        return host, ranking
 
     def _keyframe(self, frame: Frame, feats: Any, tracked: Any, scores: dict[int, float],
                   registry: TrackRegistry) -> list[tuple[int, torch.Tensor]]:
@@ -265,21 +306,32 @@ class TrackingRun:
             order = sorted(range(len(host.obj_ids)), key=lambda k: host.obj_ids[k])
             shown = [k for k in order if registry.emittable(host.obj_ids[k])]
             hidden = [host.obj_ids[k] for k in order if host.areas[k] > 0 and not registry.emittable(host.obj_ids[k])]
+            rows = [k for k in shown if host.areas[k] > 0]
             labels = host.labels
             if hidden:
                 labels = np.where(np.isin(labels, hidden), 0, labels).astype(labels.dtype)
-            rows = [k for k in shown if host.areas[k] > 0]
             id_list = [host.obj_ids[k] for k in rows]
             # live tracks report their current (voted) class; retired ones what they had at commit
             meta = [_snapshot(registry, t) if t in registry else p.scores[t] for t in id_list]
             class_ids = [m[0] for m in meta]
+            overlay = host.overlay
+            if overlay is not None:  # drawn at commit: still right unless the tracks or their order changed
+                order_now = tuple(id_list[k] for k in np.argsort([m[1] for m in meta], kind="stable").tolist())
+                area = dict(zip(host.obj_ids, host.areas.tolist()))
+                if order_now != tuple(t for t in p.overlay_ranking if area.get(t, 0) > 0):
+                    overlay = None
+            # redone on the host: a stale or back-filled overlay; RLE changes that overflowed or were back-filled
+            for name, asked, built in (("overlay", self.extras.overlay, overlay), ("rle", self.extras.rle,
+                                                                                   host.changes)):
+                if asked and built is None:
+                    self.stats.extras_redone[name] += 1
             result = FrameResult(
                 frame_index=p.index, timestamp=p.timestamp, height=int(host.labels.shape[0]),
                 width=int(host.labels.shape[1]), track_ids=np.array(id_list, np.int64), labels=labels,
                 boxes=host.boxes[rows], areas=host.areas[rows], scores=np.array([m[1] for m in meta], np.float32),
                 class_ids=np.array(class_ids, np.int64),
                 class_names=[self.prompt.classes[c] for c in class_ids], image=p.image,
-                is_keyframe=p.is_keyframe)
+                is_keyframe=p.is_keyframe, overlay=overlay, label_changes=host.changes)
         self.stats.frames_emitted += 1
         return result
 
@@ -334,11 +386,12 @@ class Tracker:
 
     def track(self, source: Any, prompt: str | Prompt, *, mode: str | None = None, keep_images: bool = False,
               decoder: str = "av", start: int = 0, stride: int = 1, max_frames: int | None = None,
-              **overrides: Any) -> TrackingRun:
+              extras: FrameExtras | None = None, **overrides: Any) -> TrackingRun:
         """Track the objects ``prompt`` names through ``source`` (a path, glob, camera index, URL or an
         opened FrameSource). ``overrides`` set fields of the keyframe and association configs by name
         (e.g. ``detect_every=5``, ``iou_threshold=0.4``, ``max_objects=20``) and the detector's
         post-processing (``box_threshold``, ``text_threshold``, ``max_detections``, ``nms_iou``, input size).
+        ``extras`` asks for the overlay and RLE changes to be built on the device (:class:`FrameExtras`).
         """
         from .sources import open_source
 
@@ -346,7 +399,7 @@ class Tracker:
         config = _with_overrides(self.config, mode, overrides)
         if not hasattr(source, "info") or not hasattr(source, "__iter__"):
             source = open_source(source, decoder=decoder, start=start, stride=stride, max_frames=max_frames)
-        return TrackingRun(self, source, prompt, config, keep_images)
+        return TrackingRun(self, source, prompt, config, keep_images, extras)
 
 
 #: detector fields a single run may override (the model itself is fixed once loaded)

@@ -94,6 +94,12 @@ class FrameResult:
     access, so a consumer that only needs the label map (PNG masks, drawing, RLE) never builds N x H x W
     masks. Built from ``masks`` instead (user code, tests), the label map is derived on first access.
 
+    Two optional extras come from the pipeline when it builds them on the GPU (``Tracker.track(...,
+    extras=FrameExtras(...))``): ``overlay``, the frame with every track's mask blended in and outlined in
+    :func:`gsam2_video.drawing.annotate`'s default look (no boxes or captions; ``annotate`` then only adds
+    those), and ``label_changes``, the label map's column-major changes, from which writers encode COCO RLE
+    without scanning the frame. Both describe ``labels`` exactly; None when not built.
+
     Invariants (kept by the pipeline, relied on by sinks): masks do not overlap, track ids are >= 1 and unique
     within the frame, arrays share their first dimension.
     """
@@ -102,7 +108,8 @@ class FrameResult:
                  masks: np.ndarray | None = None, boxes: Any = None, scores: Any = None, class_ids: Any = None,
                  class_names: list[str] | None = None, image: np.ndarray | None = None,
                  is_keyframe: bool = False, *, labels: np.ndarray | None = None,
-                 areas: np.ndarray | None = None) -> None:
+                 areas: np.ndarray | None = None, overlay: np.ndarray | None = None,
+                 label_changes: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None) -> None:
         self.frame_index = frame_index
         self.timestamp = timestamp
         self.height = height
@@ -117,6 +124,12 @@ class FrameResult:
         if labels is not None and tuple(labels.shape) != (height, width):
             raise ValueError(f"FrameResult labels must be {height}x{width}, got {tuple(labels.shape)}")
         self._labels = labels
+        if overlay is not None and tuple(overlay.shape) != (height, width, 3):
+            raise ValueError(f"FrameResult overlay must be {height}x{width}x3, got {tuple(overlay.shape)}")
+        if (overlay is not None or label_changes is not None) and labels is None:
+            raise ValueError("FrameResult overlay= and label_changes= describe a label map: pass labels= too")
+        self.overlay = overlay  # H x W x 3 uint8 RGB, masks drawn (see the class docstring) or None
+        self.label_changes = label_changes  # ops.rle.unpack_changes of ``labels`` or None
         self._areas = None if areas is None else np.asarray(areas, dtype=np.int64).reshape(n)
         self.boxes = np.asarray(boxes if boxes is not None else np.zeros((n, 4)), dtype=np.float32).reshape(n, 4)
         self.scores = np.asarray(scores if scores is not None else np.zeros(n), dtype=np.float32).reshape(n)

@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 from host_reads import count_host_reads
 
-from gsam2_video import AssociationConfig, Detections, KeyframeConfig, PropagatorConfig, TrackerConfig
+from gsam2_video import AssociationConfig, Detections, FrameExtras, KeyframeConfig, PropagatorConfig, TrackerConfig
+from gsam2_video.pipeline import RLE_CHANGES_PER_EDGE_PIXEL
 from gsam2_video.models.propagator import Sam2Propagator
 from gsam2_video.pipeline import Tracker
 from gsam2_video.tracking import association
@@ -38,7 +39,8 @@ class GridDetector:
         return Detections(self.boxes, np.full(n, 0.9, np.float32), np.zeros(n, np.int64), ["person"] * n)
 
 
-def _run(tiny_models: dict[str, Path], videos_dir: Path) -> list[tuple[bool, int, list[tuple[str, int]]]]:
+def _run(tiny_models: dict[str, Path], videos_dir: Path,
+         extras: FrameExtras | None = None) -> list[tuple[bool, int, list[tuple[str, int]]]]:
     prop = Sam2Propagator.from_pretrained(str(tiny_models["sam2"]), PropagatorConfig(), device="cpu",
                                           dtype="fp32")
     config = TrackerConfig(keyframes=KeyframeConfig(detect_every=10, score_trigger=False,
@@ -49,7 +51,7 @@ def _run(tiny_models: dict[str, Path], videos_dir: Path) -> list[tuple[bool, int
                                                          reacquire_iou=None))
     tracker = Tracker(GridDetector(240, 320), prop, config)
     frames = []
-    with tracker.track(videos_dir / "tree.avi", "person.", mode="live", max_frames=30) as run, \
+    with tracker.track(videos_dir / "tree.avi", "person.", mode="live", max_frames=30, extras=extras) as run, \
             count_host_reads() as reads:
         it = iter(run)
         while True:
@@ -69,6 +71,14 @@ def counted(tiny_models: dict[str, Path], videos_dir: Path) -> list[tuple[bool, 
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(association, "_use_dense", lambda *args: True)
         return _run(tiny_models, videos_dir)
+
+
+@pytest.fixture(scope="module")
+def counted_extras(tiny_models: dict[str, Path], videos_dir: Path) -> list[tuple[bool, int, list[tuple[str, int]]]]:
+    """The same run with what a GPU builds for video and RLE outputs (FrameExtras) in the frame's copy."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(association, "_use_dense", lambda *args: True)
+        return _run(tiny_models, videos_dir, FrameExtras(overlay=True, rle=True))
 
 
 def test_non_keyframes_read_the_device_twice(counted) -> None:
@@ -92,3 +102,22 @@ def test_keyframe_budget(counted) -> None:
         assert len(calls) <= KEYFRAME_READS, calls
         big = [c for c in calls if c[1] > SMALL_ARRAYS]
         assert len(big) == 1, calls  # only the label map: masks and prompts stay on the device
+
+
+def test_extras_ride_in_the_same_single_copy(counted_extras) -> None:
+    """With the overlay and the RLE changes built on the device a non-keyframe still reads twice: the copy
+    grows by the picture (H x W x 3) and the fixed-size change buffer, never by another transfer."""
+    h, w = 240, 320
+    changes = (1 + 3 * RLE_CHANGES_PER_EDGE_PIXEL * (h + w)) * 4
+    plain = [f for f in counted_extras if not f[0]]
+    assert len(plain) == 27
+    for _, _, calls in plain:
+        assert len(calls) <= 2, calls
+        big = [c for c in calls if c[1] > SMALL_ARRAYS]
+        assert len(big) == 1 and big[0][0] == "numpy", calls
+        # the change buffer starts at 8 x (H + W) entries and doubles after a frame that overflowed it
+        # (random weights give ragged masks with many changes here): at most twice on this clip
+        assert h * w * 4 + changes < big[0][1] <= h * w * (1 + 3) + 4 * changes + SMALL_ARRAYS
+    for _, _, calls in (f for f in counted_extras if f[0]):
+        assert len(calls) <= KEYFRAME_READS, calls
+        assert len([c for c in calls if c[1] > SMALL_ARRAYS]) == 1, calls

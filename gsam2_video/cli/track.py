@@ -17,11 +17,21 @@ import time
 from pathlib import Path
 from typing import Any
 
+from ..config import FrameExtras
 from ..errors import ConfigError, OutputError
 from ..live.options import add_live_options, check_live_options, stream_timeouts
 from ..live.outputs import LiveOutputs
 from ..outcome import FAILED, RunOutcome
-from ..sinks import IMAGE_KINDS, SINK_KINDS, AsyncWriter, make_sinks, prepare_output_dir, write_run_json
+from ..sinks import (
+    IMAGE_KINDS,
+    PICTURE_KINDS,
+    RLE_KINDS,
+    SINK_KINDS,
+    AsyncWriter,
+    make_sinks,
+    prepare_output_dir,
+    write_run_json,
+)
 from ..types import FrameResult
 from .options import (
     SAVE_DEFAULT,
@@ -113,8 +123,13 @@ def run(args: argparse.Namespace) -> int:
         tracker = Tracker.from_pretrained(detector=args.detector, sam2=args.sam2, device=args.device,
                                           dtype=args.dtype, config=config)
         load_seconds = time.perf_counter() - t_load
+        # on a GPU the masks' overlay and the RLE runs are built on the device, in the frame's one copy
+        extras = FrameExtras.for_outputs(
+            tracker.propagator.device.type,
+            picture=bool(PICTURE_KINDS & set(kinds)) or display is not None or live.needs_image,
+            rle=bool(RLE_KINDS & set(kinds)) or live.needs_rle)
         run = tracker.track(source, prompt, keep_images=(bool(IMAGE_KINDS & set(kinds)) or display is not None
-                                                         or live.needs_image))
+                                                         or live.needs_image), extras=extras)
     except BaseException:
         source.close()
         if live is not None:
@@ -188,6 +203,7 @@ def run(args: argparse.Namespace) -> int:
         "source_stats": dict(src_stats),
         "source_events": list(getattr(source, "events", []) or []),
         "kernels": record_ops.report(),
+        "device_extras": {"overlay": run.extras.overlay, "rle": run.extras.rle},  # built on the GPU (FrameExtras)
         "writer": {"frames_written": writer.frames_written, "blocked_seconds": round(writer.blocked_seconds, 3),
                    "sink_seconds": {k: round(v, 3) for k, v in writer.sink_seconds.items()},
                    "parallel": writer.parallel, "video_encoder": encoder.name if encoder else None},
@@ -260,7 +276,7 @@ class _Display:
     def show(self, result: Any) -> bool:
         from ..drawing import annotate
 
-        if result.image is None:
+        if result.image is None and result.overlay is None:
             return True
         frame = annotate(result.image, result)
         self._cv2.imshow("gsam2-video", frame[:, :, ::-1])

@@ -16,9 +16,11 @@ _ATTR = "_live_annotated"
 
 
 def annotated_frame(view: FrameView) -> np.ndarray | None:
-    """H x W x 3 uint8 RGB with the result drawn on it, or None when the result carries no image."""
+    """H x W x 3 uint8 RGB with the result drawn on it, or None when the result carries no image (nor an
+    overlay the pipeline drew on the GPU)."""
     cached = getattr(view, _ATTR, None)
-    if cached is None and view.result.image is not None:
-        cached = annotate(view.result.image, view.result)
+    result = view.result
+    if cached is None and (result.image is not None or result.overlay is not None):
+        cached = annotate(result.image, result, label_map=view.label_map(), boxes_xywh=view.boxes()[0])
         setattr(view, _ATTR, cached)
     return cached

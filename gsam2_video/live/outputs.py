@@ -34,6 +34,11 @@ class LiveOutputs:
         """True when a live output shows the annotated picture (the pipeline must keep frame pixels)."""
         return self.stream_out is not None or self.preview is not None
 
+    @property
+    def needs_rle(self) -> bool:
+        """True when a live output writes COCO RLE masks (the JSONL lines)."""
+        return self.jsonl is not None
+
     def sinks(self, source: Any) -> list[Sink]:
         """The sinks, in the order they run on the writer thread: lines first (cheapest, most urgent)."""
         out: list[Sink] = []

@@ -110,6 +110,72 @@ def changes_on_device(labels: torch.Tensor, flags: torch.Tensor) -> tuple[np.nda
     return host[0], host[1], host[2]
 
 
+def label_changes_packed(labels: torch.Tensor, capacity: int) -> torch.Tensor:
+    """The column-major label changes of ``labels`` as one int32 tensor on its device, without a host sync:
+    ``[count, pos[capacity], before[capacity], after[capacity]]`` (what :func:`unpack_changes` reads).
+
+    Why fixed capacity: the number of changes is only known on the device, and asking the host for it
+    would be a synchronisation per frame. ``nonzero_static`` fills a buffer of known size instead, so the
+    changes can ride in the frame's single device-to-host copy beside the label map; ``count`` above
+    ``capacity`` means the buffer overflowed (the caller encodes that frame from the host label map and
+    grows the capacity). Flags come from ``cuda/rle.cu`` on CUDA with CuPy, from the torch reference
+    elsewhere.
+    """
+    labels = _check_labels(labels)
+    h, w = labels.shape
+    if capacity < 1:
+        raise ModelError(f"label change capacity must be >= 1, got {capacity}")
+    out = torch.zeros(1 + 3 * capacity, dtype=torch.int32, device=labels.device)
+    if h * w == 0:
+        return out
+    if dispatch(OP, labels):
+        from ..kernels.rle import label_changes_cuda
+
+        flags = label_changes_cuda(labels)
+    else:
+        flags = change_flags_reference(labels)
+    pos = torch.nonzero_static(flags, size=capacity, fill_value=0).reshape(-1)
+    flat = labels.reshape(-1)
+    if flat.dtype == torch.uint16:  # gather on the bit pattern (index ops on uint16 are sparse in torch)
+        flat = flat.view(torch.int16)
+    after = flat[(pos % h) * w + pos // h].to(torch.int32)
+    prev = (pos - 1).clamp_min(0)
+    before = flat[(prev % h) * w + prev // h].to(torch.int32)
+    if labels.dtype == torch.uint16:
+        after, before = after & 0xFFFF, before & 0xFFFF
+    out[0] = flags.sum(dtype=torch.int32)
+    out[1:1 + capacity] = pos.to(torch.int32)
+    out[1 + capacity:1 + 2 * capacity] = before
+    out[1 + 2 * capacity:] = after
+    return out
+
+
+def unpack_changes(packed: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """Host side of :func:`label_changes_packed`: (positions, label before, label after) as
+    :func:`changes_reference` gives them, or None when the device buffer overflowed."""
+    capacity = (len(packed) - 1) // 3
+    count = int(packed[0])
+    if count > capacity:
+        return None
+    pos = packed[1:1 + count].astype(np.int64)
+    before = packed[1 + capacity:1 + capacity + count].astype(np.int64)
+    after = packed[1 + 2 * capacity:1 + 2 * capacity + count].astype(np.int64)
+    if count:
+        before[0] = -1  # position 0 starts the first run; nothing precedes it
+    return pos, before, after
+
+
+def rle_from_changes(changes: tuple[np.ndarray, np.ndarray, np.ndarray], track_ids: Sequence[int] | np.ndarray,
+                     height: int, width: int) -> list[dict]:
+    """COCO RLE of each id from a label map's column-major changes (:func:`unpack_changes`), byte-identical
+    to encoding ``labels == i``; host work proportional to the number of changes, not to the frame."""
+    ids = _ids(track_ids)
+    if len(ids) == 0:
+        return []
+    runs = run_lengths_from_changes(*changes, height * width, ids)
+    return mask_utils.frPyObjects([{"size": [height, width], "counts": r} for r in runs], height, width)
+
+
 def _ids(track_ids: Sequence[int] | np.ndarray | torch.Tensor) -> np.ndarray:
     if isinstance(track_ids, torch.Tensor):
         track_ids = track_ids.detach().cpu().numpy()

@@ -22,7 +22,7 @@ from __future__ import annotations
 from .atomic import AtomicFile, prepare_output_dir
 from .base import FrameView, Sink, VisibleTracks, visible_tracks
 from .davis import DavisSink, davis_palette
-from .factory import IMAGE_KINDS, SINK_FILES, SINK_KINDS, make_sinks
+from .factory import IMAGE_KINDS, PICTURE_KINDS, RLE_KINDS, SINK_FILES, SINK_KINDS, make_sinks
 from .mot import MotSink
 from .mots import MotsSink
 from .rle import decode_mask, encode_masks
@@ -33,6 +33,8 @@ from .ytvis import YtvisSink
 
 __all__ = [
     "IMAGE_KINDS",
+    "PICTURE_KINDS",
+    "RLE_KINDS",
     "SINK_FILES",
     "SINK_KINDS",
     "AsyncWriter",

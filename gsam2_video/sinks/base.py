@@ -237,7 +237,12 @@ class FrameView:
                 from . import rle
 
                 t = self.tracks(kind)
-                self._rles = rle.encode_label_strips(self.label_map(), t.track_ids, t.boxes_xywh)
+                changes = self.result.label_changes
+                if changes is not None:  # the device scanned the label map: runs come from its changes
+                    self._rles = rle.encode_from_changes(changes, t.track_ids, self.result.height,
+                                                         self.result.width)
+                else:
+                    self._rles = rle.encode_label_strips(self.label_map(), t.track_ids, t.boxes_xywh)
             return self._rles
 
 

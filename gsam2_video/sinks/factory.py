@@ -29,6 +29,12 @@ SINK_KINDS: tuple[str, ...] = ("video", "masks", "json", "mots", "mot", "yolo", 
 #: outputs that need the frame's pixels (the tracker must keep each frame's image for them)
 IMAGE_KINDS: frozenset[str] = frozenset({"video", "yolo"})
 
+#: outputs that show the annotated picture (on a GPU its masks' overlay is drawn on the device)
+PICTURE_KINDS: frozenset[str] = frozenset({"video"})
+
+#: outputs that store COCO RLE (on a GPU the label map's runs are found on the device)
+RLE_KINDS: frozenset[str] = frozenset({"json", "mots", "coco"})
+
 #: what each name writes, for --help texts
 SINK_FILES: dict[str, str] = {
     "video": "video.mp4 (annotated H.264)",

@@ -69,6 +69,15 @@ def encode_label_strips(labels: np.ndarray, track_ids: np.ndarray, boxes_xywh: n
     return [r["counts"].decode("ascii") for r in rle_from_label_map(labels, track_ids, boxes_xywh)]
 
 
+def encode_from_changes(changes: tuple[np.ndarray, np.ndarray, np.ndarray], track_ids: np.ndarray,
+                        height: int, width: int) -> list[str]:
+    """The same strings as :func:`encode_label_strips`, from the label map's column-major changes as the
+    GPU found them (``FrameResult.label_changes``): no pixel of the frame is read on the host."""
+    from ..ops.rle import rle_from_changes
+
+    return [r["counts"].decode("ascii") for r in rle_from_changes(changes, track_ids, height, width)]
+
+
 def decode_mask(counts: str, height: int, width: int) -> np.ndarray:
     """Inverse of :func:`encode_masks` for one mask: H x W bool."""
     return mask_utils.decode({"size": [height, width], "counts": counts.encode("ascii")}).astype(bool)

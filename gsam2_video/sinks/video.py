@@ -27,7 +27,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from ..drawing import annotate, draw_boxes_and_captions
+from ..drawing import annotate
 from ..errors import OutputError
 from ..types import VideoInfo
 from .atomic import fsync_path, partial_path, remove_quietly
@@ -130,24 +130,16 @@ class VideoSink(Sink):
         result = view.result
         if not self._open:
             raise OutputError("video output: write() called before open() or after close()")
-        # a pipeline that built the overlay on the GPU (drawing_torch.overlay_torch) hands it over as
-        # ``result.overlay`` (H x W x 3 uint8, host): only boxes and captions are left to draw here
-        drawn = getattr(result, "overlay", None)
-        if result.image is None and drawn is None:
+        if result.image is None and result.overlay is None:
             raise OutputError(f"video output: frame {result.frame_index} carries no image; the pipeline must "
                               f"keep frame pixels when the video sink is on")
         if self._container is None:
             self._start(result.height, result.width)
         boxes_xywh, _ = view.boxes(self.kind)
-        if drawn is not None:
-            rgb = np.array(drawn, dtype=np.uint8, copy=True, order="C")  # the result's array stays untouched
-            if rgb.shape != (result.height, result.width, 3):
-                raise OutputError(f"video output: frame {result.frame_index} overlay is {rgb.shape}, expected "
-                                  f"{(result.height, result.width, 3)}")
-            draw_boxes_and_captions(rgb, result, boxes_xywh, boxes=self.draw_boxes, captions=self.draw_labels)
-        else:
-            rgb = annotate(result.image, result, alpha=self.alpha, boxes=self.draw_boxes,
-                           labels=self.draw_labels, label_map=view.label_map(self.kind), boxes_xywh=boxes_xywh)
+        # a pipeline that built the masks' overlay on the GPU hands it over as ``result.overlay``: annotate
+        # then only adds boxes and captions
+        rgb = annotate(result.image, result, alpha=self.alpha, boxes=self.draw_boxes, labels=self.draw_labels,
+                       label_map=view.label_map(self.kind), boxes_xywh=boxes_xywh)
         if rgb.shape[:2] != self._size:
             if not self._resize_warned:
                 log.warning("video output: frame %d is %dx%d, the video started at %dx%d; resizing frames to "

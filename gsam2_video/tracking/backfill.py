@@ -30,6 +30,7 @@ class PendingFrame:
     host: HostFrame  # the frame's label map and per-track arrays, as copied from the device
     scores: dict[int, tuple[int, float]] = field(default_factory=dict)  # track -> (class id, score) at commit
     is_keyframe: bool = False
+    overlay_ranking: tuple[int, ...] = ()  # ids the GPU overlay drew, lowest score first (outline order)
 
 
 class BackfillBuffer:
@@ -73,6 +74,7 @@ class BackfillBuffer:
         if track_id > np.iinfo(host.labels.dtype).max:
             host.labels = host.labels.astype(np.uint16 if track_id <= 65535 else np.int32)
         host.labels[free] = track_id
+        host.invalidate_derived()  # the overlay and RLE changes describe the map before this paint
         ys, xs = np.flatnonzero(free.any(axis=1)), np.flatnonzero(free.any(axis=0))
         box = np.array([xs[0], ys[0], xs[-1] + 1, ys[-1] + 1], np.float32)
         if track_id in host.obj_ids:
