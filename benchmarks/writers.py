@@ -16,7 +16,10 @@ stays the work done; ``draw`` and ``label_map`` are CPU time. The pool's gain sh
 
 Two modes, each in a fresh child process pinned with ``sched_setaffinity`` before numpy/OpenCV start:
 ``--labels`` builds the results from a label map (``FrameResult(..., labels=...)``), as the pipeline does
-since the device-path change, instead of N masks (then ``label_map`` costs nothing).
+since the device-path change, instead of N masks (then ``label_map`` costs nothing); ``--extras`` adds what
+a GPU builds in the frame's copy (FrameExtras: the masks' overlay, the RLE changes), so what is timed is the
+host's share of each writer on a GPU: boxes and captions instead of the whole drawing, RLE from the changes
+instead of a scan of each box.
 
 ``single`` = one core, sinks one after another, OpenCV and the encoder on one thread; ``pool`` = two cores,
 sinks in parallel lanes, OpenCV and the encoder on two threads. ``--code DIR`` runs another checkout's
@@ -94,6 +97,8 @@ def child(args: argparse.Namespace) -> dict[str, Any]:
 
     if args.labels and "labels" not in inspect.signature(FrameResult).parameters:
         raise SystemExit("--labels needs a FrameResult that takes labels=")
+    if args.extras and (not args.labels or "overlay" not in inspect.signature(FrameResult).parameters):
+        raise SystemExit("--extras needs --labels and a FrameResult that takes overlay= and label_changes=")
 
     video = Path(args.videos) / "bikes.mp4"
     rows: list[dict[str, Any]] = []
@@ -108,6 +113,8 @@ def child(args: argparse.Namespace) -> dict[str, Any]:
                                         class_names=r.class_names, image=r.image,
                                         labels=r.label_map(np.uint8 if objects < 256 else np.uint16))
                             for r in distinct]
+            if args.extras:  # what a GPU hands over besides the label map (built here, untimed)
+                distinct = [_with_extras(r) for r in distinct]
             results = []
             for i in range(args.frames):  # shallow copies share the arrays; only the index and time differ
                 r = copy.copy(distinct[i % len(distinct)])
@@ -160,6 +167,25 @@ def child(args: argparse.Namespace) -> dict[str, Any]:
             "sink_options": sinks_kw, "package": str(Path(gsam2_video.__file__).parent), "rows": rows}
 
 
+def _with_extras(r: Any) -> Any:
+    """``r`` as the pipeline emits it when FrameExtras are on: with the masks' overlay and the label map's
+    RLE changes (computed here with the same torch code a GPU runs)."""
+    import torch
+
+    from gsam2_video.drawing import DEFAULT_ALPHA, line_thickness
+    from gsam2_video.drawing_torch import overlay_torch
+    from gsam2_video.ops.rle import label_changes_packed, unpack_changes
+    from gsam2_video.types import FrameResult
+
+    labels = torch.from_numpy(r.labels)
+    drawn = overlay_torch(torch.from_numpy(r.image), labels, r.track_ids.tolist(), r.scores.tolist(),
+                          alpha=DEFAULT_ALPHA, thickness=line_thickness(r.height, r.width))
+    changes = unpack_changes(label_changes_packed(labels, r.height * r.width).numpy())
+    return FrameResult(r.frame_index, r.timestamp, r.height, r.width, r.track_ids, boxes=r.boxes, scores=r.scores,
+                       class_ids=r.class_ids, class_names=r.class_names, image=r.image, labels=r.labels,
+                       overlay=drawn.numpy(), label_changes=changes)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", default="720p,1080p")
@@ -173,6 +199,8 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=None, help="also write the JSON here")
     parser.add_argument("--labels", action="store_true",
                         help="results carry a label map (labels=), as the pipeline's do, instead of masks")
+    parser.add_argument("--extras", action="store_true",
+                        help="results carry the overlay and RLE changes a GPU builds (FrameExtras); needs --labels")
     parser.add_argument("--mode", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.mode:  # child process: one mode
@@ -189,11 +217,14 @@ def main() -> None:
             cmd += ["--code", args.code]
         if args.labels:
             cmd += ["--labels"]
+        if args.extras:
+            cmd += ["--extras"]
         env = {**os.environ, "OMP_NUM_THREADS": "1" if mode == "single" else "2"}
         proc = subprocess.run(cmd, stdout=subprocess.PIPE, text=True, check=True, env=env, cwd=REPO)
         runs.append(json.loads(proc.stdout.strip().splitlines()[-1]))
     doc = {"command": command_line(), "machine": machine(), "code": args.code or "this checkout",
-           "results_from": "label maps" if args.labels else "masks",
+           "results_from": ("label maps + GPU extras (overlay, RLE changes)" if args.extras
+                            else "label maps" if args.labels else "masks"),
            "frames_per_run": args.frames, "repeats": args.repeats, "runs": runs}
     text = json.dumps(doc, indent=2)
     print(text)
