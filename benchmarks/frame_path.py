@@ -52,12 +52,12 @@ class AtenTimer:
         self.ops = 0
         self._prof: Any = None
 
-    def __enter__(self) -> AtenTimer:
+    def __enter__(self) -> AtenTimer:  # noqa: PYI034 - typing.Self needs Python 3.11
         self._prof = torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU])
         self._prof.__enter__()
         return self
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, *exc: object) -> None:
         self._prof.__exit__(*exc)
 
     def collect(self) -> None:

@@ -64,7 +64,13 @@ def one(n: int, args: argparse.Namespace, frames: list[np.ndarray]) -> dict[str,
     from host_reads import count_host_reads
 
     from gsam2_video import pipeline
-    from gsam2_video.config import AssociationConfig, DetectorConfig, KeyframeConfig, TrackerConfig
+    from gsam2_video.config import (
+        AssociationConfig,
+        DetectorConfig,
+        FrameExtras,
+        KeyframeConfig,
+        TrackerConfig,
+    )
     from gsam2_video.models.detector import Detector
     from gsam2_video.models.sam2_model import Sam2Model
     from gsam2_video.pipeline import Tracker
@@ -80,13 +86,15 @@ def one(n: int, args: argparse.Namespace, frames: list[np.ndarray]) -> dict[str,
                                                          duplicate_coverage=1.0, weak_iou=None,
                                                          reacquire_iou=None))
     tracker = Tracker(GridAfterDetector(detector, n, h, w), sam2, config)
+    # what the CLI builds on a GPU for the default outputs (video, masks, json): overlay and RLE changes
+    extras = FrameExtras.for_outputs(device.type, picture=args.extras, rle=args.extras)
 
     def run(count: int) -> tuple[float, Any, list[tuple[str, int]], int]:
         source = C.LoopedSource(frames, count, name="bikes-1080p")
         _sync(device)
         with count_host_reads() as reads:
             t0 = time.perf_counter()
-            with tracker.track(source, "person.", mode="live") as r:
+            with tracker.track(source, "person.", mode="live", extras=extras) as r:
                 emitted = sum(1 for _ in r)
             _sync(device)
             wall = time.perf_counter() - t0
@@ -101,7 +109,7 @@ def one(n: int, args: argparse.Namespace, frames: list[np.ndarray]) -> dict[str,
                            "fps": round(args.frames / wall, 3), "wall_s": round(wall, 3),
                            "host_reads_per_frame": round(len(calls) / args.frames, 2),
                            "d2h_bytes_per_frame": round(sum(c[1] for c in calls) / args.frames, 1),
-                           "keyframes": stats.keyframes}
+                           "keyframes": stats.keyframes, "extras_redone": dict(stats.extras_redone)}
     if device.type == "cuda":
         out["peak_gpu_mib"] = round(torch.cuda.max_memory_allocated(device) / 2**20, 1)
     # stage attribution: synchronise at every stage boundary
@@ -129,6 +137,8 @@ def main() -> None:
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--device", default="cuda")
+    p.add_argument("--no-extras", dest="extras", action="store_false",
+                   help="do not build the overlay and RLE changes on the GPU (the default outputs build them)")
     p.add_argument("--dtype", default="auto", choices=["auto", "fp32", "bf16"])
     p.add_argument("--size", default="real", choices=["tiny", "real"], help="model shapes (tiny: smoke test)")
     p.add_argument("--objects", type=int, nargs="+", default=[1, 10, 30])

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from .upload import upload_small
+
 
 def non_overlapping_masks(logits: torch.Tensor, threshold: float = 0.0) -> torch.Tensor:
     """N x H x W logits -> N x H x W bool masks where each pixel belongs to at most one object."""
@@ -104,7 +106,7 @@ def compose_frame(low_res: torch.Tensor, obj_ids: list[int], height: int, width:
                 best = torch.maximum(best, cmax)
         assert best is not None
         compact = torch.where(best > threshold, compact + 1, torch.zeros_like(compact))  # 0 bg, k+1 object k
-    lut = torch.tensor([0, *obj_ids], dtype=torch.int32, device=dev)
+    lut = upload_small(torch.tensor([0, *obj_ids], dtype=torch.int32), dev)
     labels = lut[compact].to(label_dtype(max(obj_ids, default=0)))
     stats = torch.zeros((n, 6), dtype=torch.int32, device=dev)
     if n:

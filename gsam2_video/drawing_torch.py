@@ -23,13 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from .drawing import outline_kernel_size, track_color
-
-
-def _upload(host: torch.Tensor, device: torch.device) -> torch.Tensor:
-    """A small host tensor on ``device``; pinned and non-blocking on CUDA so the stream is never waited on."""
-    if device.type == "cuda":
-        return host.pin_memory().to(device, non_blocking=True)
-    return host.to(device)
+from .upload import upload_small
 
 
 def overlay_torch(image: torch.Tensor, labels: torch.Tensor, track_ids: Sequence[int],
@@ -50,9 +44,10 @@ def overlay_torch(image: torch.Tensor, labels: torch.Tensor, track_ids: Sequence
         return image.clone()
     device = image.device
     size = max(ids) + 1
-    palette = _upload(torch.tensor([track_color(t) for t in ids], dtype=torch.uint8), device)
-    id_index = _upload(torch.tensor(ids, dtype=torch.long), device)
-    score_t = torch.as_tensor(scores, device=device).reshape(-1)
+    palette = upload_small(torch.tensor([track_color(t) for t in ids], dtype=torch.uint8), device)
+    id_index = upload_small(torch.tensor(ids, dtype=torch.long), device)
+    score_t = (scores.to(device) if isinstance(scores, torch.Tensor)
+               else upload_small(torch.tensor(list(scores), dtype=torch.float32), device)).reshape(-1)
     if score_t.numel() != len(ids):
         raise ValueError(f"overlay_torch(): {len(ids)} track ids but {score_t.numel()} scores")
     colors = torch.zeros(size, 3, dtype=torch.uint8, device=device)

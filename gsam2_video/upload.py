@@ -16,6 +16,19 @@ import torch
 from .types import Frame
 
 
+def upload_small(host: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """A small host tensor (ids, lookup tables, scores) on ``device`` without waiting for the GPU.
+
+    Why: ``torch.tensor(values, device="cuda")`` copies from pageable memory and then synchronises the
+    stream, i.e. waits for every kernel queued so far: one hidden host-GPU sync per call on the per-frame
+    path. Pinned memory with ``non_blocking`` enqueues the copy instead (the pinned buffer lives until the
+    copy is done: the caching host allocator records the stream use).
+    """
+    if device.type == "cuda":
+        return host.pin_memory().to(device, non_blocking=True)
+    return host.to(device)
+
+
 def _upload(image: np.ndarray, device: torch.device,
             stream: torch.cuda.Stream) -> tuple[torch.Tensor, torch.cuda.Event]:
     host = torch.from_numpy(np.ascontiguousarray(image)).pin_memory()

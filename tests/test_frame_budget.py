@@ -13,10 +13,16 @@ import numpy as np
 import pytest
 from host_reads import count_host_reads
 
-from gsam2_video import AssociationConfig, Detections, FrameExtras, KeyframeConfig, PropagatorConfig, TrackerConfig
-from gsam2_video.pipeline import RLE_CHANGES_PER_EDGE_PIXEL
+from gsam2_video import (
+    AssociationConfig,
+    Detections,
+    FrameExtras,
+    KeyframeConfig,
+    PropagatorConfig,
+    TrackerConfig,
+)
 from gsam2_video.models.propagator import Sam2Propagator
-from gsam2_video.pipeline import Tracker
+from gsam2_video.pipeline import RLE_CHANGES_PER_EDGE_PIXEL, Tracker
 from gsam2_video.tracking import association
 
 N_OBJECTS = 10

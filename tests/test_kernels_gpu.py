@@ -169,3 +169,77 @@ def test_grounding_dino_on_cuda_uses_kernel_and_matches_torch():
         kda.multi_scale_deformable_attention_cuda = original
     assert len(calls) == 3
     torch.testing.assert_close(got, ref, rtol=1e-4, atol=1e-4)
+
+
+def test_frame_extras_on_gpu_equal_cpu_and_never_synchronise():
+    """The per-frame device work of a run with video and RLE outputs (compose, overlay, packed label
+    changes) raises under CUDA's sync debug mode if any step waits for the GPU, and equals the CPU path."""
+    from gsam2_video.compose import compose_frame
+    from gsam2_video.drawing_torch import overlay_torch
+    from gsam2_video.ops.rle import label_changes_packed, unpack_changes
+    from gsam2_video.transfer import to_host
+
+    gen = torch.Generator().manual_seed(0)
+    low_res = torch.randn(6, 1, 64, 64, generator=gen) * 4
+    image = torch.randint(0, 256, (270, 480, 3), dtype=torch.uint8, generator=gen)
+    ids, scores = [3, 5, 8, 13, 21, 300], [0.9, 0.4, 0.7, 0.5, 0.8, 0.6]
+    outs = []
+    for device in ("cpu", "cuda"):
+        lr, img = low_res.to(device), image.to(device)
+        torch.cuda.synchronize()
+        if device == "cuda":
+            torch.cuda.set_sync_debug_mode("error")
+        try:
+            composed = compose_frame(lr, ids, 270, 480, 0.0)
+            drawn = overlay_torch(img, composed.labels, ids, scores, thickness=1)
+            changes = label_changes_packed(composed.labels, 270 * 480)
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
+        host = to_host(composed, overlay=drawn, changes=changes)
+        outs.append(host)
+    cpu, gpu = outs
+    assert (cpu.labels == gpu.labels).all()
+    assert abs(cpu.overlay.astype(int) - gpu.overlay.astype(int)).max() <= 1
+    for a, b in zip(cpu.changes, gpu.changes):
+        assert (a == b).all()
+    assert unpack_changes(label_changes_packed(torch.from_numpy(cpu.labels), 270 * 480).numpy())[0].shape == \
+        cpu.changes[0].shape
+
+
+def test_pipeline_on_gpu_synchronises_at_most_twice_per_frame(tiny_models, videos_dir):
+    """The whole frame loop on CUDA with the extras a video + JSON run builds, under CUDA's sync debug
+    mode: every implicit synchronisation (``.item()``, pageable copies, ``nonzero``) warns, so counting
+    warnings per frame counts what a GPU waits for. Non-keyframes: the scores and the frame's one copy."""
+    import warnings
+
+    from test_frame_budget import GridDetector
+
+    from gsam2_video import AssociationConfig, FrameExtras, KeyframeConfig, PropagatorConfig, TrackerConfig
+    from gsam2_video.models.sam2_model import Sam2Model
+    from gsam2_video.pipeline import Tracker
+
+    sam2 = Sam2Model.from_pretrained(str(tiny_models["sam2"]), PropagatorConfig(), device="cuda", dtype="fp32")
+    config = TrackerConfig(keyframes=KeyframeConfig(detect_every=10, score_trigger=False, scene_cut_threshold=None),
+                           association=AssociationConfig(max_missed_keyframes=100, iou_threshold=1.0,
+                                                         duplicate_coverage=1.0, weak_iou=None, reacquire_iou=None))
+    tracker = Tracker(GridDetector(240, 320), sam2, config)
+    per_frame = []
+    with tracker.track(videos_dir / "tree.avi", "person.", mode="live", max_frames=12,
+                       extras=FrameExtras(overlay=True, rle=True)) as run:
+        it = iter(run)
+        torch.cuda.set_sync_debug_mode("warn")
+        try:
+            while True:
+                with warnings.catch_warnings(record=True) as caught:
+                    warnings.simplefilter("always")
+                    result = next(it, None)
+                if result is None:
+                    break
+                syncs = [w for w in caught if "synchroniz" in str(w.message).lower()]
+                per_frame.append((result.is_keyframe, len(syncs), result.overlay is not None))
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
+    assert len(per_frame) == 12
+    plain = [f for f in per_frame if not f[0]]
+    assert plain and all(n <= 2 for _, n, _ in plain), per_frame
+    assert all(drawn for _, _, drawn in per_frame)

@@ -33,6 +33,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from ..upload import upload_small
+
 
 @dataclass(frozen=True)
 class ObjectMemories:
@@ -112,7 +114,8 @@ def pack_memories(model: nn.Module, pos_mem: torch.Tensor, objects: Sequence[Obj
     p_index += [0] * ((b - n) * p_slots)
     # batch padding rows "hold" one zero memory, so their softmax has a key and stays finite
     meta = torch.tensor(t_index + p_index + offsets + n_mask + [1] * (b - n) + n_ptr + [0] * (b - n),
-                        dtype=torch.int64).to(device, non_blocking=True)
+                        dtype=torch.int64)
+    meta = upload_small(meta, device)
     split = [len(t_index), len(p_index), len(offsets), b, b]
     t_idx, p_idx, offs, mask_count, ptr_count = meta.split(split)
     tpos = model.memory_temporal_positional_encoding.reshape(model.num_maskmem, c_mem)[t_idx].float()

@@ -26,6 +26,7 @@ from ..config import PropagatorConfig
 from ..errors import ModelError
 from ..ops.cpu_attention import use_blocked_memory_attention
 from ..ops.postprocess import postprocess_mask_scores
+from ..upload import upload_small
 from .loading import autocast, from_pretrained, resolve_device, resolve_dtype
 from .sam2_checks import sam2_size_problems
 from .sam2_compile import compile_sam2
@@ -182,8 +183,8 @@ class Sam2Model:
         b = len(boxes)
         scale = torch.tensor([width, height] * 2, dtype=torch.float32)
         pts = torch.as_tensor(boxes, dtype=torch.float32) / scale * self.image_size
-        pts = pts.reshape(b, 1, 2, 2).to(self.device)
-        labels = torch.tensor([2, 3], dtype=torch.int32, device=self.device).reshape(1, 1, 2).expand(b, 1, 2)
+        pts = upload_small(pts.reshape(b, 1, 2, 2), self.device)
+        labels = upload_small(torch.tensor([2, 3], dtype=torch.int32), self.device).reshape(1, 1, 2).expand(b, 1, 2)
         cfg = self.model.config
         multimask = bool(cfg.multimask_output_in_sam and cfg.multimask_min_pt_num <= 2 <= cfg.multimask_max_pt_num)
         pix = self.top_feature(feats, self.model.no_memory_embedding).expand(b, -1, -1, -1)

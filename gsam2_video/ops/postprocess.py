@@ -29,8 +29,7 @@ def fill_holes_in_mask_scores(scores: torch.Tensor, max_area: int, threshold: fl
         return scores
     labels, areas = connected_components(scores <= threshold)
     is_hole = (labels > 0) & (areas <= max_area)
-    return torch.where(is_hole, torch.as_tensor(threshold + HOLE_FILL_SCORE, dtype=scores.dtype,
-                                                device=scores.device), scores)
+    return torch.where(is_hole, threshold + HOLE_FILL_SCORE, scores)  # a Python scalar: no host-to-GPU copy
 
 
 def remove_sprinkles(scores: torch.Tensor, max_area: int, threshold: float = 0.0,
@@ -45,8 +44,7 @@ def remove_sprinkles(scores: torch.Tensor, max_area: int, threshold: float = 0.0
     src = scores if reference is None else reference
     labels, areas = connected_components(src > threshold)
     is_sprinkle = (labels > 0) & (areas <= max_area)
-    return torch.where(is_sprinkle, torch.as_tensor(threshold + SPRINKLE_SCORE, dtype=scores.dtype,
-                                                    device=scores.device), scores)
+    return torch.where(is_sprinkle, threshold + SPRINKLE_SCORE, scores)
 
 
 def postprocess_mask_scores(scores: torch.Tensor, fill_hole_area: int = 0, max_sprinkle_area: int = 0,
