@@ -90,13 +90,10 @@ def change_flags_reference(labels: torch.Tensor) -> torch.Tensor:
     return flags
 
 
-def changes_on_device(labels: torch.Tensor, flags: torch.Tensor) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Compact column-major change flags (H*W uint8, from the kernel) into host arrays, one copy.
-
-    The gathers run on the labels' device; only (K, 3) int64 travels, K = number of changes.
-    """
+def _sides(labels: torch.Tensor, pos: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(label before, label after) each column-major position in ``pos`` (int64 on the labels' device; the
+    label "before" position 0 is the pixel itself, callers mark it)."""
     h, w = labels.shape
-    pos = torch.nonzero(flags).squeeze(1)  # ascending
     flat = labels.reshape(-1)
     if flat.dtype == torch.uint16:  # gather on the bit pattern (index ops on uint16 are sparse in torch)
         flat = flat.view(torch.int16)
@@ -105,6 +102,16 @@ def changes_on_device(labels: torch.Tensor, flags: torch.Tensor) -> tuple[np.nda
     before = flat[(prev % h) * w + prev // h].to(torch.int64)
     if labels.dtype == torch.uint16:
         after, before = after & 0xFFFF, before & 0xFFFF
+    return before, after
+
+
+def changes_on_device(labels: torch.Tensor, flags: torch.Tensor) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Compact column-major change flags (H*W uint8, from the kernel) into host arrays, one copy.
+
+    The gathers run on the labels' device; only (K, 3) int64 travels, K = number of changes.
+    """
+    pos = torch.nonzero(flags).squeeze(1)  # ascending
+    before, after = _sides(labels, pos)
     before = torch.where(pos == 0, torch.full_like(before, -1), before)
     host = torch.stack([pos, before, after]).cpu().numpy()
     return host[0], host[1], host[2]
@@ -135,14 +142,7 @@ def label_changes_packed(labels: torch.Tensor, capacity: int) -> torch.Tensor:
     else:
         flags = change_flags_reference(labels)
     pos = torch.nonzero_static(flags, size=capacity, fill_value=0).reshape(-1)
-    flat = labels.reshape(-1)
-    if flat.dtype == torch.uint16:  # gather on the bit pattern (index ops on uint16 are sparse in torch)
-        flat = flat.view(torch.int16)
-    after = flat[(pos % h) * w + pos // h].to(torch.int32)
-    prev = (pos - 1).clamp_min(0)
-    before = flat[(prev % h) * w + prev // h].to(torch.int32)
-    if labels.dtype == torch.uint16:
-        after, before = after & 0xFFFF, before & 0xFFFF
+    before, after = _sides(labels, pos)
     out[0] = flags.sum(dtype=torch.int32)
     out[1:1 + capacity] = pos.to(torch.int32)
     out[1 + capacity:1 + 2 * capacity] = before
