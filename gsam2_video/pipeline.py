@@ -308,8 +308,10 @@ class TrackingRun:
             hidden = [host.obj_ids[k] for k in order if host.areas[k] > 0 and not registry.emittable(host.obj_ids[k])]
             rows = [k for k in shown if host.areas[k] > 0]
             labels = host.labels
-            if hidden:
-                labels = np.where(np.isin(labels, hidden), 0, labels).astype(labels.dtype)
+            if hidden:  # one table lookup per pixel (np.isin sorts: ~15x slower on a 1080p map)
+                lut = np.arange(int(max(host.obj_ids)) + 1, dtype=labels.dtype)
+                lut[hidden] = 0
+                labels = lut[labels]
             id_list = [host.obj_ids[k] for k in rows]
             # live tracks report their current (voted) class; retired ones what they had at commit
             meta = [_snapshot(registry, t) if t in registry else p.scores[t] for t in id_list]
