@@ -7,7 +7,8 @@ box threshold instead would let those weak boxes start tracks, which is where mo
 So the detector runs at ``AssociationConfig.low_score_threshold`` and its detections are split:
 
 1. detections scoring above the box threshold go through :func:`~gsam2_video.tracking.association.associate`
-   with every live track (matches, refreshes, re-identification of lost tracks, new tracks);
+   with every live track (matches, refreshes, re-identification of lost tracks by position, motion and,
+   where the session has them, SAM 2's object pointers; new tracks);
 2. the weak ones are matched, by the same mask IoU rules, only against the tracks left unmatched that SAM 2
    still sees (and that are not covered by a matched track). A match keeps the track alive (``low_matches``);
    it never re-prompts SAM 2, never re-acquires a lost track and never starts a track. Unmatched weak
@@ -53,11 +54,14 @@ def associate_two_stage(
     image_size: tuple[int, int] | None = None,
     lost_boxes: Any = None,
     predicted_boxes: Any = None,
+    track_pointers: torch.Tensor | None = None,
+    det_pointers: torch.Tensor | None = None,
 ) -> AssociationResult:
     """:func:`associate` on the confident detections, then the weak ones against the visible leftovers.
 
     Arguments are those of :func:`associate` (boxes may be None) plus ``high_score``, the box threshold that
-    separates confident from weak detections (None: all are confident). Indices in the result refer to the
+    separates confident from weak detections (None: all are confident). Object pointers, when given, serve
+    only the confident stage's re-identification (weak detections never re-acquire a lost track). Indices in the result refer to the
     detections as given; ``iou`` (T x D) and ``coverage`` (D x T) hold the stage each detection took part in.
     """
     scores = np.asarray(det_scores, dtype=np.float64).reshape(-1)
@@ -77,8 +81,14 @@ def associate_two_stage(
             None if dcls is None else dcls[idx])
 
     dm, db, dc = sub(hi)
+    dp = det_pointers
+    if dp is not None and len(hi) != n_det:
+        if dp.ndim != 2 or int(dp.shape[0]) != n_det:
+            raise ValueError(f"two-stage matching got {tuple(dp.shape)} detection pointers for {n_det} masks")
+        dp = dp.index_select(0, torch.as_tensor(hi, dtype=torch.long, device=dp.device))
     first = associate(ids, track_masks, track_boxes, tcls, dm, db, dc, config, det_scores=scores[hi],
-                      image_size=image_size, lost_boxes=lost_boxes, predicted_boxes=predicted_boxes)
+                      image_size=image_size, lost_boxes=lost_boxes, predicted_boxes=predicted_boxes,
+                      track_pointers=track_pointers, det_pointers=dp)
     if len(hi) == n_det:
         return first
     out = AssociationResult(
