@@ -53,8 +53,11 @@ class RunStats:
     keyframes: int = 0
     keyframe_reasons: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     detections: int = 0
-    tracks_created: int = 0
+    tracks_created: int = 0  # tentative ones included
     tracks_removed: int = 0
+    tracks_confirmed: int = 0  # created tracks that were confirmed (at birth or on a later keyframe)
+    tracks_discarded: int = 0  # tentative tracks never confirmed, dropped unseen
+    tracks_reidentified: int = 0  # lost tracks re-found by a detection (a track may count more than once)
     backfilled_frames: int = 0
     stage_seconds: dict[str, float] = field(default_factory=lambda: defaultdict(float))
 
@@ -67,6 +70,9 @@ class RunStats:
             "detections": self.detections,
             "tracks_created": self.tracks_created,
             "tracks_removed": self.tracks_removed,
+            "tracks_confirmed": self.tracks_confirmed,
+            "tracks_discarded": self.tracks_discarded,
+            "tracks_reidentified": self.tracks_reidentified,
             "backfilled_frames": self.backfilled_frames,
             "stage_seconds": {k: round(v, 4) for k, v in self.stage_seconds.items()},
         }
@@ -261,6 +267,9 @@ class TrackingRun:
                     born.append((tid, det_masks[di]))
         stats.tracks_created += len(update.created)
         stats.tracks_removed += len(update.removed)
+        stats.tracks_confirmed += len(update.confirmed) + len(born)
+        stats.tracks_discarded += len(update.discarded)
+        stats.tracks_reidentified += len(result.reacquired)
         return born
 
     def _backfill(self, born: list[tuple[int, torch.Tensor]], feats: Any, buffer: BackfillBuffer,

@@ -323,10 +323,10 @@ def test_end_to_end_the_pointer_revives_the_right_one_of_two_lost_tracks(mode: s
     frames, run = run_world(wd, mode)
     assert frames[0] == {1: 1, 2: 2}
     assert frames[30] == {1: 1}  # person 1 under its own id
-    assert run.stats.tracks_created == 2
+    assert run.stats.tracks_reidentified == 1 and run.stats.tracks_created == 2
     # position and motion only: person 1 comes back as track 2
     frames, run = run_world(wd, mode, reid_min_similarity=None)
-    assert frames[30] == {2: 1}
+    assert frames[30] == {2: 1} and run.stats.tracks_reidentified == 1
 
 
 def test_end_to_end_a_stranger_in_the_lost_persons_spot_gets_a_new_id() -> None:
@@ -336,13 +336,13 @@ def test_end_to_end_a_stranger_in_the_lost_persons_spot_gets_a_new_id() -> None:
                {1: range(10), 2: range(40), 3: range(25, 40)})
     frames, run = run_world(wd)
     assert frames[0] == {1: 1, 2: 2}
-    assert frames[35] == {2: 2, 3: 3}
+    assert frames[35] == {2: 2, 3: 3} and run.stats.tracks_reidentified == 0
     frames, run = run_world(wd, reid_min_similarity=None)
-    assert frames[35] == {1: 3, 2: 2}
+    assert frames[35] == {1: 3, 2: 2} and run.stats.tracks_reidentified == 1
     # the person themself coming back is re-identified with pointers on
     wd = still(40, {1: A1, 2: (100.0, 20.0, 130.0, 100.0)}, {1: [*range(10), *range(25, 40)], 2: range(40)})
     frames, run = run_world(wd)
-    assert frames[35] == {1: 1, 2: 2}
+    assert frames[35] == {1: 1, 2: 2} and run.stats.tracks_reidentified == 1
 
 
 @pytest.mark.parametrize("world_fn", [two_lost_world, lambda: still(
@@ -356,6 +356,37 @@ def test_end_to_end_a_session_without_pointers_behaves_as_before(world_fn) -> No
     off, run_off = run_world(wd, reid_min_similarity=None)
     assert plain == off
     assert run_plain.stats.to_json() | {"stage_seconds": 0} == run_off.stats.to_json() | {"stage_seconds": 0}
+    assert run_plain.stats.tracks_reidentified == 1
+
+
+def test_run_stats_count_confirmed_discarded_and_reidentified_tracks() -> None:
+    """Person 1 (0.9) leaves at 5 and is back at 25 (re-identified), person 2 (0.9) stays, person 3 is
+    detected once at 0.45 (tentative, discarded at 20 unseen), person 4 at 0.45 on every keyframe
+    (confirmed at 10). run.json's stats carry the counts."""
+    wd = still(36, {1: A1, 2: (100.0, 20.0, 130.0, 100.0), 3: (60.0, 20.0, 80.0, 60.0),
+                    4: (130.0, 20.0, 155.0, 100.0)},
+               {1: [*range(5), *range(25, 36)], 2: range(36), 3: range(36), 4: range(36)})
+
+    class Scored(TruthDetector):
+        def detect(self, image, prompt, frame_index):
+            from gsam2_video.types import Detections
+
+            dets = super().detect(image, prompt, frame_index)
+            pids = self.wd.visible_ids(frame_index)
+            scores = np.array([{3: 0.45 if frame_index == 0 else 0.0, 4: 0.45}.get(p, 0.9) for p in pids],
+                              np.float32)
+            keep = scores > 0.35
+            return Detections(dets.boxes[keep], scores[keep], dets.class_ids[keep],
+                              [lb for lb, k in zip(dets.labels, keep) if k])
+
+    prop = OracleSession(wd, Noise(p_lost_after_occlusion=1.0), 0, Clock())
+    tracker = Tracker(Scored(wd), prop, TrackerConfig(keyframes=KeyframeConfig(detect_every=10)))
+    with tracker.track(OracleSource(wd), "person.", mode="live") as run:
+        shown = {int(t) for r in run for t in r.track_ids}
+    stats = run.stats.to_json()
+    assert (stats["tracks_created"], stats["tracks_confirmed"], stats["tracks_discarded"],
+            stats["tracks_reidentified"], stats["tracks_removed"]) == (4, 3, 1, 1, 1)
+    assert shown == {1, 2, 4}  # the discarded tentative track (id 3) was never shown
 
 
 def test_pointer_similarity_is_one_small_keyframe_read(tiny_models: dict[str, Path], videos_dir: Path,
