@@ -99,8 +99,10 @@ class AssociationConfig:
     # ... and, where the SAM 2 session exposes object pointers, only a detection whose pointer has at least
     # this cosine similarity with the track's pointer from its last visible frame; among such candidates the
     # highest (1 - reid_weight) * box IoU + reid_weight * similarity wins. None = position and motion only
-    # (what a session without pointers always gets)
-    reid_min_similarity: float | None = 0.5
+    # (what a session without pointers always gets). Kept low on purpose: a threshold above the similarity of
+    # one object's own pointers vetoes true re-identifications (worse than position alone), one below the
+    # similarity of different objects only falls back to position; see benchmarks/README.md
+    reid_min_similarity: float | None = 0.3
     reid_weight: float = 0.5
     # confirmation: a new track is tentative (tracked, never emitted) until matched again on confirm_hits of
     # the next confirm_window keyframes, or born from a detection scoring >= confirm_score; confirm_hits 0 = off

@@ -111,18 +111,21 @@ def test_two_lost_two_detections_are_assigned_by_appearance_not_swapped() -> Non
 
 
 def test_dissimilar_detection_is_not_reidentified_even_where_position_matches() -> None:
-    """A stranger in the lost person's exact spot (box IoU 1): pointer similarity 0 < 0.5, so a new track."""
+    """A stranger in the lost person's exact spot (box IoU 1): pointer similarity 0, under the default
+    minimum, so a new track; just over the minimum it is the lost track."""
     tm = EMPTY[None]
     last = np.array([[10, 5, 30, 35]], np.float32)
     case = {"ids": [7], "tm": tm, "last": last, "dm": rect(10, 5, 30, 35)[None]}
     assert run_case(case, AssociationConfig()).reacquired == [(7, 0)]  # position only: revived
     res = run_case(case, AssociationConfig(), track_pointers=unit(1, 0)[None], det_pointers=unit(0, 1)[None])
     assert res.reacquired == [] and res.matches == [] and res.new == [0] and res.unmatched_tracks == [7]
-    # similarity just under / at the threshold
-    below = unit(1, 0.0)[None], unit(0.49, (1 - 0.49 ** 2) ** 0.5)[None]
-    at = unit(1, 0.0)[None], unit(0.51, (1 - 0.51 ** 2) ** 0.5)[None]
-    assert run_case(case, AssociationConfig(), track_pointers=below[0], det_pointers=below[1]).new == [0]
-    assert run_case(case, AssociationConfig(), track_pointers=at[0], det_pointers=at[1]).reacquired == [(7, 0)]
+    # similarity just under / over the threshold
+    m = AssociationConfig().reid_min_similarity
+    assert m is not None and 0.2 <= m <= 0.5
+    for sim, revived in ((m - 0.01, False), (m + 0.01, True), (0.9, True)):
+        res = run_case(case, AssociationConfig(), track_pointers=unit(1, 0)[None],
+                       det_pointers=unit(sim, (1 - sim ** 2) ** 0.5)[None])
+        assert (res.reacquired == [(7, 0)]) is revived and (res.new == [0]) is not revived, sim
     # the position gate still applies: a look-alike far from the last box and the prediction is new
     far = {"ids": [7], "tm": tm, "last": last, "dm": rect(50, 5, 70, 35)[None]}
     assert run_case(far, AssociationConfig(), track_pointers=unit(1, 0)[None],

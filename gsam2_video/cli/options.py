@@ -156,10 +156,10 @@ def add_model_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--max-lost-frames", type=int_at_least(1), default=None, metavar="N",
                    help="an object out of sight keeps its id this many source frames (default: 2 seconds at "
                         "the source's fps, 60 frames if unknown)")
-    g.add_argument("--reid-min-similarity", type=unit_float, default=0.5, metavar="F",
+    g.add_argument("--reid-min-similarity", type=unit_float, default=0.3, metavar="F",
                    help="a lost object is re-found only by a detection whose SAM 2 object pointer has at least "
                         "this cosine similarity with its own, besides being where its last position or motion "
-                        "puts it (default 0.5; 0 = position and motion only)")
+                        "puts it (default 0.3; 0 = position and motion only)")
     g.add_argument("--reid-weight", type=unit_float, default=0.5, metavar="F",
                    help="when several lost objects could take a detection, the best (1 - F) x box IoU + F x "
                         "pointer similarity wins (default 0.5)")
