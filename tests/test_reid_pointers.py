@@ -187,6 +187,9 @@ def test_bad_pointer_inputs_are_one_line_errors() -> None:
         run_case(case, AssociationConfig(), track_pointers=torch.zeros(3, C), det_pointers=torch.zeros(1, C))
     with pytest.raises(ModelError, match="channels"):
         run_case(case, AssociationConfig(), track_pointers=torch.zeros(2, C), det_pointers=torch.zeros(1, C + 1))
+    with pytest.raises(ModelError, match="on meta"):
+        run_case(case, AssociationConfig(), track_pointers=torch.zeros(2, C, device="meta"),
+                 det_pointers=torch.zeros(1, C))
 
 
 @pytest.mark.parametrize("kwargs, match", [

@@ -33,7 +33,7 @@ comparison must be cheap (100 tracks x 100 detections well under 5 ms on a CPU),
      ``det_pointers``: each detection's box decode), a pair is a candidate only if it also has cosine
      similarity >= ``config.reid_min_similarity``, and candidates are ranked by
      ``(1 - reid_weight) * box IoU + reid_weight * similarity``. The similarity is computed on the device
-     for the lost tracks x leftover detections only and read once (a small matrix). A track whose pointer
+     and read once (a T x D matrix, used for the lost tracks x leftover detections). A track whose pointer
      is unknown (NaN row) and every pair when pointers are absent or ``reid_min_similarity`` is None are
      ranked by box IoU alone, exactly as without pointers.
 
@@ -268,13 +268,11 @@ def associate(
 
 def _pointer_similarity(track_pointers: torch.Tensor, det_pointers: torch.Tensor, rows: np.ndarray,
                         cols: np.ndarray) -> np.ndarray:
-    """Cosine similarity of the selected tracks' and detections' object pointers: len(rows) x len(cols),
-    computed where the pointers live and read on the host once (NaN where a track's pointer is unknown)."""
-    dev = track_pointers.device
-    a = track_pointers.index_select(0, torch.as_tensor(rows, dtype=torch.long, device=dev)).float()
-    b = det_pointers.index_select(0, torch.as_tensor(cols, dtype=torch.long, device=det_pointers.device)).float()
-    sim = F.normalize(a, dim=1) @ F.normalize(b, dim=1).T
-    return sim.double().cpu().numpy()
+    """Cosine similarity of the object pointers of tracks ``rows`` and detections ``cols`` (NaN where a
+    track's pointer is unknown). The whole T x D matrix is computed where the pointers live and read on the
+    host once; selecting the rows there instead would first upload their indices (on CUDA, another sync)."""
+    sim = F.normalize(track_pointers.float(), dim=1) @ F.normalize(det_pointers.float(), dim=1).T
+    return sim.cpu().numpy().astype(np.float64)[np.ix_(rows, cols)]
 
 
 def _reid_scores(box_iou: np.ndarray, sim: np.ndarray, config: AssociationConfig) -> np.ndarray:
@@ -299,9 +297,14 @@ def _check_pointers(track_pointers: torch.Tensor | None, det_pointers: torch.Ten
         if p is not None and (not isinstance(p, torch.Tensor) or p.ndim != 2 or int(p.shape[0]) != n):
             shape = tuple(p.shape) if isinstance(p, torch.Tensor) else type(p).__name__
             raise ModelError(f"association got {name} of shape {shape} for {n} masks (expected {n} x C)")
-    if track_pointers is not None and det_pointers is not None and track_pointers.shape[1] != det_pointers.shape[1]:
+    if track_pointers is None or det_pointers is None:
+        return
+    if track_pointers.shape[1] != det_pointers.shape[1]:
         raise ModelError(f"track pointers have {track_pointers.shape[1]} channels but detection pointers "
                          f"{det_pointers.shape[1]}")
+    if track_pointers.device != det_pointers.device:
+        raise ModelError(f"track pointers are on {track_pointers.device} but detection pointers on "
+                         f"{det_pointers.device}")
 
 
 def _assign(score: np.ndarray, threshold: float, matched_t: np.ndarray,
