@@ -318,9 +318,9 @@ def two_lost_world() -> World:
     person 1 is back, a step towards where person 2 stood: its box overlaps both last boxes (box IoU 0.33
     with its own, 0.39 with person 2's), so position alone would revive track 2."""
     back = (36.0, 20.0, 66.0, 100.0)
-    return world_from_boxes("reid", 25.0, 120, 160, [
-        {1: np.array(A1 if t < 5 else back, np.float32), 2: np.array(A2, np.float32)} if t < 5 else
-        ({1: np.array(back, np.float32)} if t >= 25 else {}) for t in range(36)])
+    boxes = [{1: A1, 2: A2} if t < 5 else {1: back} if t >= 25 else {} for t in range(36)]
+    return world_from_boxes("reid", 25.0, 120, 160,
+                            [{pid: np.array(b, np.float32) for pid, b in frame.items()} for frame in boxes])
 
 
 @pytest.mark.parametrize("mode", ["live", "offline"])
