@@ -23,6 +23,12 @@ A person is visible when at least ``VISIBLE_FRAC`` of the box is uncovered; othe
   started on a false positive keeps showing that blob for a while, or for good (``p_hold_forever``).
   Random events are drawn from generators keyed by (seed, object id, frame), so they do not depend on how
   many other objects exist.
+* Object pointers (what re-identification compares): every annotated person has a fixed random unit
+  identity vector (seeded); a tracked object's pointer on a frame where it shows something is the identity
+  of the person whose region it shows plus small noise (``Noise.pointer_sd``), so when it jumps to a
+  neighbour its pointer follows the neighbour; a false-positive blob has its own random vector (keyed by its
+  box). A box decode's pointer is that of the person the box selects (or of the blob it makes). The session
+  keeps each object's pointer from its last frame with a non-empty mask, as the SAM 2 session does.
 """
 
 from __future__ import annotations
@@ -41,6 +47,7 @@ from gsam2_video.types import Detections, Frame, VideoInfo
 
 VISIBLE_FRAC = 0.3  # uncovered fraction of the box at which a person counts as visible
 LOGIT = 10.0  # mask logit magnitude of the oracle masks
+POINTER_DIM = 256  # SAM 2's object pointer length (hidden size of the released models)
 
 
 # ----------------------------------------------------------------------------------------------- world
@@ -141,6 +148,9 @@ class Noise:
     p_hold_forever: float = 0.0  # SAM 2 keeps a false-positive blob for good
     p_lost_after_occlusion: float = 0.0  # SAM 2 does not pick a person up again after an occlusion
     p_jump: float = 0.0  # per frame, while overlapping a neighbour, SAM 2 jumps to the neighbour
+    # object pointer noise, per component (identities are unit vectors of POINTER_DIM): 0.02 gives a cosine
+    # similarity of about 0.95 between two pointers of one person, about 0 +- 0.06 between two people
+    pointer_sd: float = 0.02
 
 
 NOISE = {
@@ -251,6 +261,7 @@ class Out:
 class OracleBoxMasks:
     keep: np.ndarray
     low: torch.Tensor  # K x H x W bool
+    pointers: torch.Tensor  # K x POINTER_DIM float32
 
     def __len__(self) -> int:
         return len(self.keep)
@@ -268,6 +279,7 @@ class _Obj:
     target: int | None  # person id, or None for a false-positive blob
     blob: np.ndarray | None = None
     blob_until: float = 0.0
+    blob_identity: np.ndarray | None = None  # the blob's pointer direction
     lost: bool = False  # SAM 2 dropped it until re-prompted
     occluded: bool = False
 
@@ -286,6 +298,8 @@ class OracleSession:
         self._objects: dict[int, _Obj] = {}
         self._pending: dict[int, np.ndarray] = {}
         self._current: dict[int, np.ndarray] = {}
+        self._pointers: dict[int, torch.Tensor] = {}  # last visible frame's pointer per object
+        self._identities: dict[int, np.ndarray] = {}
         self._t = -1
 
     @property
@@ -293,7 +307,7 @@ class OracleSession:
         return list(self._objects)
 
     def reset(self, height: int, width: int, num_frames: int | None = None) -> None:
-        self._objects, self._pending, self._current, self._t = {}, {}, {}, -1
+        self._objects, self._pending, self._current, self._pointers, self._t = {}, {}, {}, {}, -1
 
     def new_session(self, height: int, width: int, num_frames: int | None = None) -> OracleSession:
         self.reset(height, width, num_frames)
@@ -321,6 +335,40 @@ class OracleSession:
     def _rng(self, tid: int, t: int, salt: int) -> np.random.Generator:
         return np.random.default_rng([self.seed, tid, t, salt])
 
+    # ---- object pointers
+    def identity(self, pid: int) -> np.ndarray:
+        """Person ``pid``'s fixed unit identity vector (seeded)."""
+        if pid not in self._identities:
+            v = np.random.default_rng([self.seed, pid, 23]).normal(size=POINTER_DIM)
+            self._identities[pid] = v / np.linalg.norm(v)
+        return self._identities[pid]
+
+    def blob_identity(self, mask: np.ndarray) -> np.ndarray:
+        """A false-positive blob's own unit vector, keyed by its box (the box decode and the object it
+        starts share it)."""
+        box = [max(0, int(v)) for v in tight_box(mask)]
+        v = np.random.default_rng([self.seed, *box, 29]).normal(size=POINTER_DIM)
+        return v / np.linalg.norm(v)
+
+    def _noisy(self, direction: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        return direction + rng.normal(0.0, self.noise.pointer_sd, POINTER_DIM)
+
+    def _object_direction(self, obj: _Obj) -> np.ndarray:
+        """What the object shows now: its current person's identity (it follows a jump), or its blob's."""
+        if obj.target is not None:
+            return self.identity(obj.target)
+        assert obj.blob_identity is not None
+        return obj.blob_identity
+
+    def object_pointers(self, obj_ids: list[int]) -> torch.Tensor:
+        """N x POINTER_DIM: each object's pointer from its last frame with a non-empty mask (NaN if none)."""
+        rows = []
+        for oid in obj_ids:
+            if int(oid) not in self._objects:
+                raise ValueError(f"object {oid} is not tracked")
+            rows.append(self._pointers.get(int(oid), torch.full((POINTER_DIM,), float("nan"))))
+        return torch.stack(rows) if rows else torch.zeros(0, POINTER_DIM)
+
     def _new_obj(self, tid: int, mask: np.ndarray, t: int) -> _Obj:
         pid = self._identify(mask, t)
         if pid is not None:
@@ -328,7 +376,7 @@ class OracleSession:
         rng = self._rng(tid, t, 3)
         hold = math.inf if rng.random() < self.noise.p_hold_forever else t + rng.geometric(
             1.0 / max(1.0, self.noise.fp_hold))
-        return _Obj(None, mask.copy(), hold)
+        return _Obj(None, mask.copy(), hold, self.blob_identity(mask))
 
     def _track(self, tid: int, t: int) -> np.ndarray:
         obj = self._objects[tid]
@@ -369,8 +417,8 @@ class OracleSession:
 
     def segment_boxes(self, feats: Feats, boxes: np.ndarray) -> OracleBoxMasks:
         t, wd = feats.frame_idx, self.world
-        out = []
-        for b in np.asarray(boxes, np.float64).reshape(-1, 4):
+        out, pointers = [], []
+        for k, b in enumerate(np.asarray(boxes, np.float64).reshape(-1, 4)):
             best, best_iou = None, 0.3
             for pid in wd.boxes[t]:
                 iou = box_iou(b, wd.visible_box(pid, t))
@@ -378,14 +426,18 @@ class OracleSession:
                     best, best_iou = pid, iou
             if best is not None:
                 out.append(wd.region(best, t))
+                direction = self.identity(best)
             else:
                 m = np.zeros((wd.height, wd.width), bool)
                 x0, y0, x1, y1 = (int(round(v)) for v in b)
                 m[max(0, y0):y1, max(0, x0):x1] = True
                 out.append(m)
+                direction = self.blob_identity(m)
+            pointers.append(self._noisy(direction, np.random.default_rng([self.seed, t, k, 37])))
         keep = np.arange(len(out), dtype=np.int64)
         low = torch.from_numpy(np.stack(out)) if out else torch.zeros(0, wd.height, wd.width, dtype=torch.bool)
-        return OracleBoxMasks(keep, low)
+        ptr = (torch.from_numpy(np.stack(pointers)).float() if pointers else torch.zeros(0, POINTER_DIM))
+        return OracleBoxMasks(keep, low, ptr)
 
     def add_object(self, obj_id: int, feats: Feats, *, mask: Any = None, box: Any = None) -> None:
         m = _np_mask(mask)
@@ -403,6 +455,7 @@ class OracleSession:
         del self._objects[int(obj_id)]
         self._pending.pop(int(obj_id), None)
         self._current.pop(int(obj_id), None)
+        self._pointers.pop(int(obj_id), None)
 
     def commit(self, feats: Feats) -> Out:
         self.propagate(feats)
@@ -410,6 +463,10 @@ class OracleSession:
         for tid in self._pending:
             self._current[tid] = self._pending[tid]
         self._pending = {}
+        for tid, obj in self._objects.items():  # visible objects' pointers replace the kept ones
+            if self._current[tid].any():
+                rng = self._rng(tid, feats.frame_idx, 31)
+                self._pointers[tid] = torch.from_numpy(self._noisy(self._object_direction(obj), rng)).float()
         return out
 
     def backfill(self, obj_id: int, feats_at_birth: Feats, mask: Any, past: list[Feats]) -> list[Out]:

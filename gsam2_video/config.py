@@ -96,6 +96,14 @@ class AssociationConfig:
     # re-identification: a lost track takes a new detection whose box has this IoU with the box where it was
     # last seen or with its constant-velocity prediction; None = off
     reacquire_iou: float | None = 0.3
+    # ... and, where the SAM 2 session exposes object pointers, only a detection whose pointer has at least
+    # this cosine similarity with the track's pointer from its last visible frame; among such candidates the
+    # highest (1 - reid_weight) * box IoU + reid_weight * similarity wins. None = position and motion only
+    # (what a session without pointers always gets). Kept low on purpose: a threshold above the similarity of
+    # one object's own pointers vetoes true re-identifications (worse than position alone), one below the
+    # similarity of different objects only falls back to position; see benchmarks/README.md
+    reid_min_similarity: float | None = 0.3
+    reid_weight: float = 0.5
     # confirmation: a new track is tentative (tracked, never emitted) until matched again on confirm_hits of
     # the next confirm_window keyframes, or born from a detection scoring >= confirm_score; confirm_hits 0 = off
     confirm_hits: int = 1
@@ -119,9 +127,10 @@ class AssociationConfig:
         _check(self.max_objects is None or self.max_objects >= 1,
                f"max objects must be >= 1, got {self.max_objects}")
         _check(self.iou_max_side >= 16, f"association IoU max side must be >= 16, got {self.iou_max_side}")
-        for name in ("weak_iou", "reacquire_iou", "confirm_score", "low_score_threshold"):
+        for name in ("weak_iou", "reacquire_iou", "confirm_score", "low_score_threshold", "reid_min_similarity"):
             v = getattr(self, name)
             _check(v is None or 0.0 < v <= 1.0, f"{name.replace('_', ' ')} must be in (0, 1] or None, got {v}")
+        _check(0.0 <= self.reid_weight <= 1.0, f"reid weight must be in [0, 1], got {self.reid_weight}")
         _check(self.confirm_hits >= 0, f"confirm hits must be >= 0, got {self.confirm_hits}")
         _check(self.confirm_window >= max(1, self.confirm_hits),
                f"confirm window must be >= max(1, confirm hits), got {self.confirm_window} "

@@ -28,7 +28,14 @@ from .errors import ConfigError
 from .models.loading import precision_name, resolve_device, set_tf32
 from .ops.rle import label_changes_packed
 from .prompts import Prompt, parse_prompt
-from .protocols import Detector, SegmentationModel, SegmentationSession, TunableDetector
+from .protocols import (
+    BoxMasksLike,
+    Detector,
+    PointerSession,
+    SegmentationModel,
+    SegmentationSession,
+    TunableDetector,
+)
 from .tracking.backfill import BackfillBuffer, PendingFrame
 from .tracking.keyframes import KeyframePolicy
 from .tracking.lifecycle import TrackRegistry
@@ -54,8 +61,11 @@ class RunStats:
     keyframes: int = 0
     keyframe_reasons: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     detections: int = 0
-    tracks_created: int = 0
+    tracks_created: int = 0  # tentative ones included
     tracks_removed: int = 0
+    tracks_confirmed: int = 0  # created tracks that were confirmed (at birth or on a later keyframe)
+    tracks_discarded: int = 0  # tentative tracks never confirmed, dropped unseen
+    tracks_reidentified: int = 0  # lost tracks re-found by a detection (a track may count more than once)
     backfilled_frames: int = 0
     #: frames whose GPU-built extras (FrameExtras) were not usable, so the host drew / encoded them: a back-fill
     #: painted the frame, a confirmation or score change altered what the overlay shows, or the RLE changes
@@ -72,6 +82,9 @@ class RunStats:
             "detections": self.detections,
             "tracks_created": self.tracks_created,
             "tracks_removed": self.tracks_removed,
+            "tracks_confirmed": self.tracks_confirmed,
+            "tracks_discarded": self.tracks_discarded,
+            "tracks_reidentified": self.tracks_reidentified,
             "backfilled_frames": self.backfilled_frames,
             "extras_redone": dict(self.extras_redone),
             "stage_seconds": {k: round(v, 4) for k, v in self.stage_seconds.items()},
@@ -239,31 +252,47 @@ class TrackingRun:
 
         Masks stay on the model's device: association compares them there (the mask IoU kernel on CUDA)
         and prompts go back to SAM 2 without a host round trip; only boxes and the IoU matrices (small)
-        are read on the host.
+        are read on the host. So do SAM 2's object pointers when the session has them (PointerSession):
+        association reads only the lost tracks x new detections similarity matrix they give.
         """
         det, session, stats = self.detector, self.session, self.stats
         threshold = self.sam2.mask_threshold
         high = self.config.detector.box_threshold
         assert session is not None
+        # re-identification by appearance needs the session's object pointers; without them it is by
+        # position and motion only (a custom propagator need not have pointers)
+        reid: PointerSession | None = None
+        if self.config.association.reid_min_similarity is not None and isinstance(session, PointerSession):
+            reid = session
+        det_pointers: torch.Tensor | None = None
         with _Timer(stats, "detect"):
             dets = det.detect(frame.image, self.prompt, frame_index=frame.index)
         stats.detections += len(split_scores(dets.scores, high, self.config.association)[0])
         det_masks = torch.zeros((0, frame.height, frame.width), dtype=torch.bool, device=self.sam2.device)
         if len(dets):
             with _Timer(stats, "segment_boxes"):
-                boxed = session.segment_boxes(feats, dets.boxes)
+                boxed: BoxMasksLike
+                if reid is not None:
+                    with_pointers = reid.segment_boxes(feats, dets.boxes)
+                    boxed, det_pointers = with_pointers, with_pointers.pointers
+                else:
+                    boxed = session.segment_boxes(feats, dets.boxes)
                 dets = dets.select(np.asarray(boxed.keep))
                 det_masks = boxed.masks(threshold)
         with _Timer(stats, "associate"):
             track_ids = [int(t) for t in tracked.obj_ids]
             track_masks = video_masks(tracked.low_res, frame.height, frame.width, threshold)
-            # two-stage matching; lost tracks re-identified by last box or constant-velocity prediction
+            # two-stage matching; lost tracks re-identified by last box or constant-velocity prediction and,
+            # with pointers, by SAM 2's object pointer similarity (both stay on the device)
+            track_pointers = (reid.object_pointers(track_ids)
+                              if reid is not None and det_pointers is not None else None)
             result = associate_two_stage(
                 track_ids, track_masks, masks_to_boxes(track_masks).cpu().numpy(),
                 np.array([registry.tracks[t].class_id for t in track_ids], dtype=np.int64),
                 det_masks, masks_to_boxes(det_masks).cpu().numpy(), dets.class_ids, dets.scores,
                 self.config.association, high_score=high, lost_boxes=registry.lost_boxes(track_ids),
-                predicted_boxes=registry.predicted_boxes(track_ids, frame.index))
+                predicted_boxes=registry.predicted_boxes(track_ids, frame.index),
+                track_pointers=track_pointers, det_pointers=det_pointers)
             visible = {t: scores.get(t, -1.0) > 0 for t in track_ids}
             update = registry.on_keyframe(result, dets.scores, dets.class_ids, dets.labels, visible,
                                           tracked.frame_idx)
@@ -279,6 +308,9 @@ class TrackingRun:
                     born.append((tid, det_masks[di]))
         stats.tracks_created += len(update.created)
         stats.tracks_removed += len(update.removed)
+        stats.tracks_confirmed += len(update.confirmed) + len(born)
+        stats.tracks_discarded += len(update.discarded)
+        stats.tracks_reidentified += len(result.reacquired)
         return born
 
     def _backfill(self, born: list[tuple[int, torch.Tensor]], feats: Any, buffer: BackfillBuffer,

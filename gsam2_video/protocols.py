@@ -101,6 +101,33 @@ class SegmentationSession(Protocol):
                  past: Sequence[Any]) -> Sequence[FrameOutputLike]: ...
 
 
+class PointerBoxMasksLike(BoxMasksLike, Protocol):
+    """Box masks that also carry SAM 2's object pointer of each decoded box (rows follow ``keep``)."""
+
+    pointers: torch.Tensor  # K x C, on the model's device
+
+
+@runtime_checkable
+class PointerSession(SegmentationSession, Protocol):
+    """A session that exposes SAM 2's object pointers, so lost tracks can be re-identified by appearance.
+
+    Optional, as :class:`TunableDetector` is for detectors: the pipeline checks ``isinstance(session,
+    PointerSession)`` and, without it, re-identifies lost tracks by position and motion only (a custom
+    propagator need not have pointers). Contract:
+
+    * ``object_pointers(obj_ids)``: N x C tensor, each live object's pointer from the latest committed frame
+      on which it was visible (object score > 0); a NaN row where no such frame exists (that track is then
+      re-identified by position only). Stays on the device; the pipeline reads only the small lost-track x
+      detection similarity matrix it computes from these, once per keyframe.
+    * ``segment_boxes`` returns :class:`PointerBoxMasksLike`: the pointer of each decoded box, comparable
+      with ``object_pointers`` (cosine similarity).
+    """
+
+    def segment_boxes(self, feats: Any, boxes: np.ndarray) -> PointerBoxMasksLike: ...
+
+    def object_pointers(self, obj_ids: Sequence[int]) -> torch.Tensor: ...
+
+
 @runtime_checkable
 class SegmentationModel(Protocol):
     """A loaded, stateless mask propagator shared by runs; each run asks it for a session."""

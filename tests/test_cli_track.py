@@ -19,6 +19,8 @@ import pytest
 from PIL import Image
 from pycocotools import mask as mask_utils
 
+from gsam2_video.config import AssociationConfig
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -277,3 +279,19 @@ def test_show_without_gui_is_one_line(tmp_path: Path, tiny_models: dict[str, Pat
                    str(tiny_models["sam2"]), "--device", "cpu", "--max-frames", "2")
     assert proc.returncode != 0 and "Traceback" not in proc.stderr
     assert "--show" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_run_json_counts_confirmed_discarded_and_reidentified_tracks(bikes_run) -> None:
+    """run.json's stats say what became of the tracks: every id shown was confirmed, and tracks that are
+    confirmed or discarded were created (the rest are still tentative at the end)."""
+    out, _ = bikes_run
+    run = json.loads((out / "run.json").read_text())
+    stats = run["stats"]
+    for key in ("tracks_confirmed", "tracks_discarded", "tracks_reidentified"):
+        assert isinstance(stats[key], int) and stats[key] >= 0, key
+    assert stats["tracks_confirmed"] + stats["tracks_discarded"] <= stats["tracks_created"]
+    assert stats["tracks_discarded"] <= stats["tracks_removed"]
+    doc = json.loads((out / "tracks.json").read_text())
+    shown = {a["track_id"] if "track_id" in a else a["id"] for a in doc["annotations"]}
+    assert 0 < len(shown) <= stats["tracks_confirmed"]
+    assert run["settings"]["association"]["reid_min_similarity"] == AssociationConfig().reid_min_similarity

@@ -156,6 +156,13 @@ def add_model_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--max-lost-frames", type=int_at_least(1), default=None, metavar="N",
                    help="an object out of sight keeps its id this many source frames (default: 2 seconds at "
                         "the source's fps, 60 frames if unknown)")
+    g.add_argument("--reid-min-similarity", type=unit_float, default=0.3, metavar="F",
+                   help="a lost object is re-found only by a detection whose SAM 2 object pointer has at least "
+                        "this cosine similarity with its own, besides being where its last position or motion "
+                        "puts it (default 0.3; 0 = position and motion only)")
+    g.add_argument("--reid-weight", type=unit_float, default=0.5, metavar="F",
+                   help="when several lost objects could take a detection, the best (1 - F) x box IoU + F x "
+                        "pointer similarity wins (default 0.5)")
     g.add_argument("--confirm-hits", type=int_at_least(0), default=1, metavar="K",
                    help="a new track is shown once detected again on K of the next --confirm-window keyframes "
                         "(default 1; 0 shows every track at once)")
@@ -209,6 +216,8 @@ def tracker_config(args: argparse.Namespace) -> TrackerConfig:
         association=AssociationConfig(
             iou_threshold=args.iou_threshold, max_objects=args.max_live_objects,
             max_lost_frames=args.max_lost_frames,
+            reid_min_similarity=args.reid_min_similarity or None,
+            reid_weight=args.reid_weight,
             confirm_hits=0 if args.confirm_score == 0 else args.confirm_hits,
             confirm_window=args.confirm_window,
             confirm_score=args.confirm_score or None,

@@ -107,6 +107,9 @@ class Sam2Propagator:
     def remove(self, obj_id: int) -> None:
         self.session.remove(obj_id)
 
+    def object_pointers(self, obj_ids: Sequence[int]) -> torch.Tensor:
+        return self.session.object_pointers(obj_ids)
+
     def commit(self, feats: FrameFeatures) -> FrameOutput:
         return self.session.commit(feats)
 

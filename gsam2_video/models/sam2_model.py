@@ -90,6 +90,11 @@ class Sam2Model:
 
         return Sam2Session(self, height, width, num_frames, prune=prune, reverse=reverse)
 
+    @property
+    def pointer_dim(self) -> int:
+        """Length of SAM 2's object pointer (the mask decoder's hidden size: 256 in the released models)."""
+        return int(self.model.no_object_pointer.shape[-1])
+
     def max_pointers(self, num_frames: int | None) -> int:
         """Object pointers SAM 2 attends: the encoder's cap, or the video length when shorter (Meta)."""
         cap = self.max_object_pointers
@@ -190,19 +195,22 @@ class Sam2Model:
         pix = self.top_feature(feats, self.model.no_memory_embedding).expand(b, -1, -1, -1)
         return self.decode(feats, pix, points=pts, labels=labels, multimask=multimask, need_high=need_high)
 
-    def segment_boxes(self, feats: tuple[torch.Tensor, ...], boxes: np.ndarray, height: int,
-                      width: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, np.ndarray]:
-        """Post-processed low-res logits, iou and object scores for the usable boxes, and their indices."""
+    def segment_boxes(self, feats: tuple[torch.Tensor, ...], boxes: np.ndarray, height: int, width: int
+                      ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, np.ndarray]:
+        """Post-processed low-res logits, iou and object scores for the usable boxes, their object pointers
+        (K x C: what SAM 2 would store for the box as a prompt; re-identification compares them with lost
+        tracks' pointers), and their indices."""
         clipped, keep = self.clip_boxes(boxes, height, width)
         k = len(keep)
         if k == 0:
             h, w = self.low_res_size
             z = torch.zeros(0, device=self.device)
-            return torch.zeros(0, 1, h, w, device=self.device), z, z.clone(), keep
+            return (torch.zeros(0, 1, h, w, device=self.device), z, z.clone(),
+                    torch.zeros(0, self.pointer_dim, device=self.device), keep)
         steps = [self.box_outputs(feats, clipped[keep[i:i + BOXES_PER_DECODE]], height, width)
                  for i in range(0, k, BOXES_PER_DECODE)]
-        low, score, iou = (torch.cat([o[j] for o in steps]) for j in (0, 3, 4))
-        return self.postprocess(low), iou, score.reshape(-1), keep
+        low, pointer, score, iou = (torch.cat([o[j] for o in steps]) for j in (0, 2, 3, 4))
+        return self.postprocess(low), iou, score.reshape(-1), pointer, keep
 
     def mask_output(self, feats: tuple[torch.Tensor, ...],
                     mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

@@ -47,9 +47,11 @@ Per object: its conditioning frames (memory features, object pointer, score), ca
 frame is downgraded to an ordinary memory frame (as Meta does when it clears a frame's prompts) so the
 window below still sees it. Non-conditioning frames: memory features for the last ``num_maskmem - 1``
 frames, object pointers for the last ``min(num_frames, 16) - 1`` frames - exactly what SAM 2 reads on the
-next frame - plus one copy of the memory positional encoding. Nothing else survives ``commit``, so held
-memory is O(objects x window) and results equal the unbounded session's as long as no object has more
-conditioning frames than the cap (beyond it the cap is a deliberate approximation).
+next frame - plus one copy of the memory positional encoding and each object's pointer from its latest
+visible frame (``object_pointers``; re-identification of lost tracks compares it with detections'). Nothing
+else survives ``commit``, so held memory is O(objects x window) and results equal the unbounded session's as
+long as no object has more conditioning frames than the cap (beyond it the cap is a deliberate
+approximation).
 
 Batching: memory attention runs once per frame for all tracked objects, each object's memories padded to
 common slots and the padding masked out (``sam2_memory``; objects born on different frames attend different
@@ -124,6 +126,9 @@ class Sam2Session:
         self._pending: dict[int, _Pending] = {}
         self._pos_mem: torch.Tensor | None = None  # memory positional encoding (same for every frame/object)
         self._pos_frame: torch.Tensor | None = None  # image positional encoding (same for every frame)
+        # each object's pointer from its latest committed frame with object score > 0 (1 x C rows of one
+        # N x C device tensor, replaced at every commit); see object_pointers()
+        self._visible_pointers: dict[int, torch.Tensor] = {}
         self._step = -1
         self._last_frame_idx: int | None = None
         self._committed = True
@@ -147,6 +152,8 @@ class Sam2Session:
                 add(mem.maskmem), add(mem.pointer), add(mem.score)
         for p in self._pending.values():
             add(p.low_res), add(p.high_res), add(p.pointer), add(p.score), add(p.post)
+        for ptr in self._visible_pointers.values():
+            add(ptr)
         add(self._pos_mem)
         return sum(seen.values())
 
@@ -201,8 +208,8 @@ class Sam2Session:
             arr = arr.reshape(0, 4)
         if arr.ndim != 2 or arr.shape[1] != 4:
             raise ModelError(f"boxes must be N x 4 (x1, y1, x2, y2), got shape {tuple(arr.shape)}")
-        low, iou, score, keep = self.model.segment_boxes(feats.feats, arr, self.height, self.width)
-        return BoxMasks(low, iou, score, keep, self.height, self.width)
+        low, iou, score, pointers, keep = self.model.segment_boxes(feats.feats, arr, self.height, self.width)
+        return BoxMasks(low, iou, score, pointers, keep, self.height, self.width)
 
     @torch.no_grad()
     def add_object(self, obj_id: int, feats: FrameFeatures, *, mask: np.ndarray | torch.Tensor | None = None,
@@ -229,6 +236,28 @@ class Sam2Session:
             raise ModelError(f"cannot remove object {obj_id}: it is not tracked")
         del self._objects[int(obj_id)]
         self._pending.pop(int(obj_id), None)
+        self._visible_pointers.pop(int(obj_id), None)
+
+    def object_pointers(self, obj_ids: Sequence[int]) -> torch.Tensor:
+        """N x C float32 on the model's device: each object's SAM 2 object pointer from the latest committed
+        frame on which it was visible (object score > 0).
+
+        Why the latest *visible* one: while an object is occluded SAM 2 outputs its learned "no object"
+        pointer, the same for every object, so only the pointer from before the occlusion says which object
+        it was; re-identification compares it with new detections' pointers (``BoxMasks.pointers``). Rows of
+        objects never committed visibly are NaN (no appearance known). Kept on the device and updated
+        without a host read; the pipeline reads one similarity matrix per keyframe, not these.
+        """
+        ids = [int(o) for o in obj_ids]
+        for oid in ids:
+            if oid not in self._objects:
+                raise ModelError(f"object {oid} is not tracked")
+        if not ids:
+            return torch.zeros(0, self.model.pointer_dim, device=self.model.device)
+        return torch.cat([self._visible_pointers.get(oid, self._nan_pointer()) for oid in ids], dim=0)
+
+    def _nan_pointer(self) -> torch.Tensor:
+        return torch.full((1, self.model.pointer_dim), float("nan"), device=self.model.device)
 
     @torch.no_grad()
     def commit(self, feats: FrameFeatures) -> FrameOutput:
@@ -379,6 +408,7 @@ class Sam2Session:
                     self._pos_mem = pos[:, :1].float().clone()
                 for j, i in enumerate(idx):
                     maskmem[i] = mm[:, j:j + 1].clone()
+        self._keep_visible_pointers(ids, pend, scores)
         for i, (oid, p) in enumerate(zip(ids, pend)):
             obj = self._objects[oid]
             # own copies: a slice of a batched tensor would keep the whole batch's storage alive
@@ -392,6 +422,14 @@ class Sam2Session:
                 self._prune(obj, step)
         self._pending = {}
         return self._output(feats.frame_idx, ids, low, scores)
+
+    def _keep_visible_pointers(self, ids: list[int], pend: list[_Pending], scores: torch.Tensor) -> None:
+        """Each object's pointer on this frame where it is visible, else the one kept before: three small
+        device ops for all objects, no host read (the visibility is decided on the device)."""
+        new = torch.cat([p.pointer for p in pend], dim=0).float()
+        old = torch.cat([self._visible_pointers.get(oid, self._nan_pointer()) for oid in ids], dim=0)
+        kept = torch.where(scores.reshape(-1, 1) > 0, new, old)
+        self._visible_pointers = {oid: kept[i:i + 1] for i, oid in enumerate(ids)}
 
     def _prune(self, obj: _Object, step: int) -> None:
         """Drop what the next frame cannot attend; cap conditioning frames (first + most recent)."""

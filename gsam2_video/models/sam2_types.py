@@ -56,6 +56,7 @@ class BoxMasks:
     low_res: torch.Tensor  # K x 1 x h x w, post-processed
     iou_scores: torch.Tensor  # K
     object_scores: torch.Tensor  # K
+    pointers: torch.Tensor  # K x C object pointers (SAM 2's obj_ptr of each box decode; for re-identification)
     keep: np.ndarray  # K int64
     height: int
     width: int

@@ -26,8 +26,16 @@ comparison must be cheap (100 tracks x 100 detections well under 5 ms on a CPU),
   3. after duplicates are set aside: tracks SAM 2 lost (empty mask) re-acquire a leftover detection whose box
      has IoU >= ``config.reacquire_iou`` with the box where the track was last seen (``lost_boxes``, given by
      the caller) or with where its motion predicts it now (``predicted_boxes``); matched, refreshed and
-     listed in ``reacquired`` (re-identification: the old ID is revived and SAM 2 re-prompted). This keeps an ID across an occlusion
-     SAM 2 did not recover from by itself.
+     listed in ``reacquired`` (re-identification: the old ID is revived and SAM 2 re-prompted). This keeps an
+     ID across an occlusion SAM 2 did not recover from by itself. Position alone cannot tell apart two
+     people lost near each other, nor a lost person from a stranger who walks into their spot; so when SAM 2's
+     object pointers are given (``track_pointers``: each track's from its last visible frame;
+     ``det_pointers``: each detection's box decode), a pair is a candidate only if it also has cosine
+     similarity >= ``config.reid_min_similarity``, and candidates are ranked by
+     ``(1 - reid_weight) * box IoU + reid_weight * similarity``. The similarity is computed on the device
+     and read once (a T x D matrix, used for the lost tracks x leftover detections). A track whose pointer
+     is unknown (NaN row) and every pair when pointers are absent or ``reid_min_similarity`` is None are
+     ranked by box IoU alone, exactly as without pointers.
 
 An unmatched track mostly inside a matched one (``covered_tracks``) is a second track on an object that is
 already tracked; the registry counts it as invisible so it ages out. Unmatched detections mostly inside a
@@ -44,6 +52,7 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from scipy.optimize import linear_sum_assignment
 
 from ..config import AssociationConfig
@@ -95,6 +104,8 @@ def associate(
     image_size: tuple[int, int] | None = None,
     lost_boxes: Any = None,
     predicted_boxes: Any = None,
+    track_pointers: torch.Tensor | None = None,
+    det_pointers: torch.Tensor | None = None,
 ) -> AssociationResult:
     """Match this keyframe's detections to the live tracks.
 
@@ -119,6 +130,9 @@ def associate(
             prediction from its last observations, see ``TrackRegistry.predicted_boxes``); a lost track scores
             each detection by the better of its IoU with the last box and with the prediction, so a person
             walking on behind an occluder and one who stopped there are both re-found.
+        track_pointers: optional T x C SAM 2 object pointers, each track's from its last visible frame (NaN
+            row: unknown), on any device; with ``det_pointers`` they gate and rank re-identification.
+        det_pointers: optional D x C object pointers of the detections (their box decodes), same device.
     """
     config.validate()
     tmask = check_masks("track masks", track_masks)
@@ -132,6 +146,7 @@ def associate(
     if tmask.shape[1:] != dmask.shape[1:]:
         raise ModelError(f"track masks are {tuple(tmask.shape[1:])} but detection masks are "
                          f"{tuple(dmask.shape[1:])}; give both at one resolution")
+    _check_pointers(track_pointers, det_pointers, t, d)
     tcls = _vector("track classes", track_classes, t, np.int64)
     dcls = _vector("detection classes", det_classes, d, np.int64)
     dscore = None if det_scores is None else _vector("detection scores", det_scores, d, np.float64)
@@ -205,6 +220,7 @@ def associate(
         lb = _working_boxes("lost boxes", lost_boxes, tmask, t, sx, sy, wh, ww)
         lost = ~matched_t & ~t_nonempty
         if lost.any():
+            rows, cols = np.flatnonzero(lost), np.asarray(fresh)
             box_iou = np.zeros((t, d), np.float64)
             sub_iou = _box_iou(lb[lost], db[fresh])
             if predicted_boxes is not None:
@@ -212,8 +228,14 @@ def associate(
                 sub_iou = np.maximum(sub_iou, _box_iou(pb[lost], db[fresh]))
             if config.class_aware:
                 sub_iou *= tcls[lost][:, None] == dcls[fresh][None, :]
-            box_iou[np.ix_(np.flatnonzero(lost), np.asarray(fresh))] = sub_iou
-            for i, j in _assign(box_iou, config.reacquire_iou, matched_t, matched_d):
+            threshold = config.reacquire_iou
+            if (config.reid_min_similarity is not None and track_pointers is not None
+                    and det_pointers is not None):
+                sim = _pointer_similarity(track_pointers, det_pointers, rows, cols)
+                sub_iou = _reid_scores(sub_iou, sim, config)
+                threshold = 0.0  # _reid_scores zeroed every pair that fails a gate
+            box_iou[np.ix_(rows, cols)] = sub_iou
+            for i, j in _assign(box_iou, threshold, matched_t, matched_d):
                 result.matches.append((ids[i], j))
                 result.refresh.append((ids[i], j))
                 result.reacquired.append((ids[i], j))
@@ -242,6 +264,47 @@ def associate(
         fresh = sorted(fresh, key=lambda j: (-dscore[j], j))
     result.new = fresh
     return result
+
+
+def _pointer_similarity(track_pointers: torch.Tensor, det_pointers: torch.Tensor, rows: np.ndarray,
+                        cols: np.ndarray) -> np.ndarray:
+    """Cosine similarity of the object pointers of tracks ``rows`` and detections ``cols`` (NaN where a
+    track's pointer is unknown). The whole T x D matrix is computed where the pointers live and read on the
+    host once; selecting the rows there instead would first upload their indices (on CUDA, another sync)."""
+    sim = F.normalize(track_pointers.float(), dim=1) @ F.normalize(det_pointers.float(), dim=1).T
+    return sim.cpu().numpy().astype(np.float64)[np.ix_(rows, cols)]
+
+
+def _reid_scores(box_iou: np.ndarray, sim: np.ndarray, config: AssociationConfig) -> np.ndarray:
+    """Lost track x detection re-identification scores, 0 where a pair fails a gate.
+
+    A pair is a candidate when its box IoU (last box or motion prediction) reaches ``reacquire_iou`` and its
+    pointer similarity reaches ``reid_min_similarity``; it scores ``(1 - w) * box IoU + w * similarity``
+    (w = ``reid_weight``), so that among several plausible positions the one that looks like the track
+    wins. A track with no known pointer (NaN) is gated and scored by box IoU alone, as without pointers."""
+    assert config.reacquire_iou is not None and config.reid_min_similarity is not None
+    known = np.isfinite(sim)
+    s = np.where(known, sim, 0.0)
+    w = config.reid_weight
+    ok = (box_iou >= config.reacquire_iou) & (~known | (s >= config.reid_min_similarity))
+    score = np.where(known, (1.0 - w) * box_iou + w * s, box_iou)
+    return np.where(ok, score, 0.0)
+
+
+def _check_pointers(track_pointers: torch.Tensor | None, det_pointers: torch.Tensor | None, t: int,
+                    d: int) -> None:
+    for name, p, n in (("track pointers", track_pointers, t), ("detection pointers", det_pointers, d)):
+        if p is not None and (not isinstance(p, torch.Tensor) or p.ndim != 2 or int(p.shape[0]) != n):
+            shape = tuple(p.shape) if isinstance(p, torch.Tensor) else type(p).__name__
+            raise ModelError(f"association got {name} of shape {shape} for {n} masks (expected {n} x C)")
+    if track_pointers is None or det_pointers is None:
+        return
+    if track_pointers.shape[1] != det_pointers.shape[1]:
+        raise ModelError(f"track pointers have {track_pointers.shape[1]} channels but detection pointers "
+                         f"{det_pointers.shape[1]}")
+    if track_pointers.device != det_pointers.device:
+        raise ModelError(f"track pointers are on {track_pointers.device} but detection pointers on "
+                         f"{det_pointers.device}")
 
 
 def _assign(score: np.ndarray, threshold: float, matched_t: np.ndarray,

@@ -18,7 +18,7 @@ Rules applied on every keyframe (after association, two-stage: see two_stage.py)
   detection score); one matched only by a weak detection (``low_matches``) resets its counters, nothing else;
 * occlusion tolerance is counted in frames, not keyframes: a track SAM 2 cannot see (empty mask) is kept,
   and can be re-identified (association's pass 3, by its last box or its constant-velocity prediction,
-  :meth:`TrackRegistry.predicted_boxes`), until it has been invisible for more than ``max_lost_frames``
+  :meth:`TrackRegistry.predicted_boxes`, and SAM 2's object pointer where the session has them), until it has been invisible for more than ``max_lost_frames``
   source frames (default 2 s at the source fps); then it is ended on the next keyframe. Counting keyframes
   instead let other objects' occlusions (each score-triggered keyframe) shorten this one's;
 * a track SAM 2 still sees but no detection matches, on ``retire_unmatched_keyframes`` keyframes in a row

@@ -7,7 +7,8 @@ box threshold instead would let those weak boxes start tracks, which is where mo
 So the detector runs at ``AssociationConfig.low_score_threshold`` and its detections are split:
 
 1. detections scoring above the box threshold go through :func:`~gsam2_video.tracking.association.associate`
-   with every live track (matches, refreshes, re-identification of lost tracks, new tracks);
+   with every live track (matches, refreshes, re-identification of lost tracks by position, motion and,
+   where the session has them, SAM 2's object pointers; new tracks);
 2. the weak ones are matched, by the same mask IoU rules, only against the tracks left unmatched that SAM 2
    still sees (and that are not covered by a matched track). A match keeps the track alive (``low_matches``);
    it never re-prompts SAM 2, never re-acquires a lost track and never starts a track. Unmatched weak
@@ -53,12 +54,16 @@ def associate_two_stage(
     image_size: tuple[int, int] | None = None,
     lost_boxes: Any = None,
     predicted_boxes: Any = None,
+    track_pointers: torch.Tensor | None = None,
+    det_pointers: torch.Tensor | None = None,
 ) -> AssociationResult:
     """:func:`associate` on the confident detections, then the weak ones against the visible leftovers.
 
     Arguments are those of :func:`associate` (boxes may be None) plus ``high_score``, the box threshold that
-    separates confident from weak detections (None: all are confident). Indices in the result refer to the
-    detections as given; ``iou`` (T x D) and ``coverage`` (D x T) hold the stage each detection took part in.
+    separates confident from weak detections (None: all are confident). Object pointers, when given, serve
+    only the confident stage's re-identification (weak detections never re-acquire a lost track). Indices in
+    the result refer to the detections as given; ``iou`` (T x D) and ``coverage`` (D x T) hold the stage each
+    detection took part in.
     """
     scores = np.asarray(det_scores, dtype=np.float64).reshape(-1)
     n_det = int(det_masks.shape[0])
@@ -71,14 +76,20 @@ def associate_two_stage(
     dcls = _rows(det_classes, n_det)
     dboxes = None if det_boxes is None else np.asarray(det_boxes, dtype=np.float64).reshape(-1, 4)
 
-    def sub(idx: np.ndarray) -> tuple[torch.Tensor, Any, Any]:
+    def sub(idx: np.ndarray, pointers: bool = False) -> tuple[torch.Tensor, Any, Any, torch.Tensor | None]:
         t = torch.as_tensor(idx, dtype=torch.long, device=det_masks.device)
+        dp = det_pointers if pointers else None
+        if dp is not None and len(idx) != n_det:  # the masks' index tensor serves the pointers too
+            if dp.ndim != 2 or int(dp.shape[0]) != n_det:
+                raise ValueError(f"two-stage matching got {tuple(dp.shape)} detection pointers for {n_det} masks")
+            dp = dp.index_select(0, t.to(dp.device))
         return det_masks.index_select(0, t), (None if dboxes is None else dboxes[idx]), (
-            None if dcls is None else dcls[idx])
+            None if dcls is None else dcls[idx]), dp
 
-    dm, db, dc = sub(hi)
+    dm, db, dc, dp = sub(hi, pointers=True)
     first = associate(ids, track_masks, track_boxes, tcls, dm, db, dc, config, det_scores=scores[hi],
-                      image_size=image_size, lost_boxes=lost_boxes, predicted_boxes=predicted_boxes)
+                      image_size=image_size, lost_boxes=lost_boxes, predicted_boxes=predicted_boxes,
+                      track_pointers=track_pointers, det_pointers=dp)
     if len(hi) == n_det:
         return first
     out = AssociationResult(
@@ -100,7 +111,7 @@ def associate_two_stage(
         if rows:
             ridx = torch.as_tensor(rows, dtype=torch.long, device=track_masks.device)
             tb = None if track_boxes is None else np.asarray(track_boxes, dtype=np.float64).reshape(-1, 4)[rows]
-            dm, db, dc = sub(lo)
+            dm, db, dc, _ = sub(lo)
             second = associate([ids[r] for r in rows], track_masks.index_select(0, ridx), tb,
                                None if tcls is None else tcls[rows], dm, db, dc, config, det_scores=scores[lo],
                                image_size=image_size)
