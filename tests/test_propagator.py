@@ -86,12 +86,22 @@ def test_segment_boxes_equals_box_prompt_and_clips(sam_dir: Path, frames) -> Non
     assert bm.iou_scores.shape == (3,) and bm.object_scores.shape == (3,)
     for threshold, step in ((0.0, 1), (0.0, 2), (-1.5, 8), (2.0, 3)):  # a few boxes at a time = all at once
         assert torch.equal(bm.masks(threshold, boxes_per_step=step), bm.logits > threshold)
-    import gsam2_video.models.propagator as propagator_module
+    import gsam2_video.models.sam2_model as sam2_model_module
+
+    calls = []
+    original = sam2_model_module.Sam2Model.box_outputs
+
+    def counted(self, feats, boxes, *args, **kwargs):
+        calls.append(len(boxes))
+        return original(self, feats, boxes, *args, **kwargs)
 
     for per_decode in (1, 2):  # the decoder batches boxes in steps; the steps do not change the masks
+        calls.clear()
         with pytest.MonkeyPatch.context() as mp:
-            mp.setattr(propagator_module, "BOXES_PER_DECODE", per_decode)
+            mp.setattr(sam2_model_module, "BOXES_PER_DECODE", per_decode)  # the name segment_boxes reads
+            mp.setattr(sam2_model_module.Sam2Model, "box_outputs", counted)
             stepped = prop.segment_boxes(feats, boxes)
+        assert calls == ([1, 1, 1] if per_decode == 1 else [2, 1])  # 3 kept boxes, really decoded in steps
         assert stepped.keep.tolist() == bm.keep.tolist()
         torch.testing.assert_close(stepped.low_res, bm.low_res, rtol=0, atol=1e-5)
         torch.testing.assert_close(stepped.iou_scores, bm.iou_scores, rtol=0, atol=1e-5)

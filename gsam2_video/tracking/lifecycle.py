@@ -301,9 +301,10 @@ class TrackRegistry:
             track.invisible_misses = 0 if seen else track.invisible_misses + 1
             if (visible.get(tid, False) or tid in covered) and track.class_id in detected_classes:
                 track.unmatched_streak += 1
-            if cfg.max_missed_keyframes is not None and track.invisible_misses >= cfg.max_missed_keyframes:
-                update.removed.append(tid)
-            elif not visible.get(tid, False) and track.frames_lost(frame_idx) > self.max_lost_frames:
+            missed_too_often = (cfg.max_missed_keyframes is not None
+                                and track.invisible_misses >= cfg.max_missed_keyframes)
+            lost_too_long = not visible.get(tid, False) and track.frames_lost(frame_idx) > self.max_lost_frames
+            if missed_too_often or lost_too_long:
                 update.removed.append(tid)
             elif (cfg.retire_unmatched_keyframes is not None
                   and track.unmatched_streak >= cfg.retire_unmatched_keyframes):
