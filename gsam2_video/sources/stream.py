@@ -1,6 +1,8 @@
 """Network streams (rtsp, rtmp, http(s), udp, tcp, srt) through PyAV, read on a background thread.
 
 Connecting happens in the constructor with bounded timeouts, so an unreachable URL fails fast with one line.
+On UDP, where only silence tells a dead sender, "no data" is FFmpeg's inactivity timeout, so probing a slow
+stream is never cut short while datagrams arrive.
 The reader then demuxes and decodes packet by packet (a bad packet is counted, not fatal). When the stream
 ends or breaks in live mode it is re-opened with exponential backoff (:mod:`.reconnect`); a non-live read
 ends at the stream's end (a server closing the connection, which FFmpeg reports as EOF or, for HTTP bodies
@@ -32,6 +34,9 @@ from .reconnect import ReconnectPolicy, reconnect
 LOG = logging.getLogger("gsam2_video")
 
 MAX_CONSECUTIVE_DECODE_ERRORS = 50
+# UDP: how long opening may take while data is arriving (the probe needs up to a GOP plus ~20 frames of a
+# stream that may be slow); silence is detected separately, by FFmpeg's inactivity timeout
+UDP_PROBE_SECONDS = 10.0
 MAX_EVENTS = 1000  # reconnect / discontinuity records kept for run.json (a soak must not grow memory)
 
 
@@ -51,10 +56,13 @@ class _Connection:
             pass
 
 
-def _reason(exc: BaseException, open_timeout: float) -> str:
+def _reason(exc: BaseException, open_timeout: float, *, udp: bool = False) -> str:
+    """One line saying why a connection failed; on UDP an I/O error is FFmpeg's inactivity timeout."""
+    import errno
+
     import av
 
-    if isinstance(exc, av.error.ExitError):
+    if isinstance(exc, av.error.ExitError) or (udp and isinstance(exc, OSError) and exc.errno == errno.EIO):
         return f"no data within {open_timeout:g} s"
     if isinstance(exc, ConnectionRefusedError):
         return "connection refused"
@@ -80,10 +88,20 @@ class StreamSource(FrameSource):
         options = dict(av_options or {})
         if url.lower().startswith("rtsp") and "rtsp_transport" not in options:
             options["rtsp_transport"] = "tcp"  # UDP RTP loses packets on busy links; TCP is the safe default
-        if url.lower().startswith("udp") and "overrun_nonfatal" not in options:
+        self._udp = url.lower().startswith("udp")
+        self._open_budget = self.open_timeout
+        if self._udp and "overrun_nonfatal" not in options:
             # datagrams keep arriving while the models load: a full receive buffer must drop old packets,
             # not end the connection
             options["overrun_nonfatal"] = "1"
+        if self._udp and "timeout" not in options:
+            # Silence is detected by FFmpeg's inactivity timeout (microseconds without a datagram: EIO), not by
+            # PyAV's, which bounds a whole call: probing a slow stream (a GOP, then ~20 frames to measure the
+            # frame rate) can outlast the timeout while data flows, and a probe cut short leaves FFmpeg's
+            # reader failing at its first real read, after the probed frames: a false "no data" outage and a
+            # reconnect after every (re)connect. PyAV's open bound then only caps a probe that never ends.
+            options["timeout"] = str(int(max(self.open_timeout, self.read_timeout) * 1e6))
+            self._open_budget = self.open_timeout + UDP_PROBE_SECONDS
         self.av_options = options
         self._display = name
         self._connection: _Connection | None = self._connect()
@@ -106,10 +124,10 @@ class StreamSource(FrameSource):
 
         try:
             container = av.open(self.url, options=self.av_options,
-                                timeout=(self.open_timeout, self.read_timeout), metadata_errors="ignore")
+                                timeout=(self._open_budget, self.read_timeout), metadata_errors="ignore")
         except (av.error.FFmpegError, OSError) as exc:
-            raise SourceError(f"{self._display}: cannot open stream ({_reason(exc, self.open_timeout)})") \
-                from None
+            raise SourceError(f"{self._display}: cannot open stream "
+                              f"({_reason(exc, self.open_timeout, udp=self._udp)})") from None
         connection: _Connection | None = None
         try:
             if not container.streams.video:
@@ -133,7 +151,7 @@ class StreamSource(FrameSource):
         except (av.error.FFmpegError, OSError) as exc:
             container.close()
             raise SourceError(f"{self._display}: stream delivered no frame "
-                              f"({_reason(exc, self.read_timeout)})") from None
+                              f"({_reason(exc, self.read_timeout, udp=self._udp)})") from None
         except BaseException:
             container.close()
             raise
@@ -164,7 +182,7 @@ class StreamSource(FrameSource):
                     consecutive += 1
                     if consecutive > MAX_CONSECUTIVE_DECODE_ERRORS:
                         raise SourceError(f"{self.name}: {consecutive} packets in a row failed to decode "
-                                          f"({_reason(exc, self.read_timeout)})") from None
+                                          f"({_reason(exc, self.read_timeout, udp=self._udp)})") from None
                     continue
                 yield from frames
         except (av.error.FFmpegError, OSError, SourceError) as exc:
@@ -205,9 +223,10 @@ class StreamSource(FrameSource):
             if stop.is_set():
                 return  # the consumer stopped the run (Ctrl-C, --max-frames, close): a normal end, not an outage
             failure = outcome[0]
-            if not self.live and (failure is None or _is_end_of_body(failure)):
+            if not self.live and (failure is None or (not self._udp and _is_end_of_body(failure))):
                 return  # a finite stream ended (FFmpeg reports an HTTP body without length ending as EIO)
-            what = f"broke ({_reason(failure, self.read_timeout)})" if failure is not None else "ended"
+            what = f"broke ({_reason(failure, self.read_timeout, udp=self._udp)})" if failure is not None \
+                else "ended"
             LOG.warning("%s: stream %s after %d frames; reconnecting", self.name, what, position)
             began = time.monotonic()
             connection = reconnect(self._connect, self.reconnect_policy, stop, self.name)
