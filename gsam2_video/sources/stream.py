@@ -94,13 +94,13 @@ class StreamSource(FrameSource):
             # datagrams keep arriving while the models load: a full receive buffer must drop old packets,
             # not end the connection
             options["overrun_nonfatal"] = "1"
-        if self._udp and "timeout" not in options:
+        if self._udp:
             # Silence is detected by FFmpeg's inactivity timeout (microseconds without a datagram: EIO), not by
             # PyAV's, which bounds a whole call: probing a slow stream (a GOP, then ~20 frames to measure the
             # frame rate) can outlast the timeout while data flows, and a probe cut short leaves FFmpeg's
             # reader failing at its first real read, after the probed frames: a false "no data" outage and a
             # reconnect after every (re)connect. PyAV's open bound then only caps a probe that never ends.
-            options["timeout"] = str(int(max(self.open_timeout, self.read_timeout) * 1e6))
+            options.setdefault("timeout", str(int(max(self.open_timeout, self.read_timeout) * 1e6)))
             self._open_budget = self.open_timeout + UDP_PROBE_SECONDS
         self.av_options = options
         self._display = name
