@@ -2,8 +2,8 @@
 
 Tiny frames run; a stopped reader is not "truncated" and missing frames count against what was asked; a
 live stream stopped by its consumer does not announce a reconnect; a prompt class with no letters is named
-in a warning; a dataset name too long for the file system and a missing source are reported before torch
-is imported.
+in a warning; a dataset name too long for the file system, a missing source (of track, or any input of
+dataset) and a bad output folder are reported before torch is imported.
 """
 
 from __future__ import annotations
@@ -11,8 +11,10 @@ from __future__ import annotations
 import json
 import logging
 import os
+import resource
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -133,6 +135,86 @@ def test_dataset_name_too_long_is_reported_before_torch_is_imported(tmp_path, vi
     assert rc == 2 and heavy == []
     assert "300 bytes long" in err and "at most 200" in err and err.count("\n") == 1
     assert not (tmp_path / "ds").exists()
+
+
+def _cli_timed(*args: str) -> tuple[int, str, list[str], float, float]:
+    """:func:`_cli_without_models` plus the child's wall and CPU seconds (user + system, interpreter start
+    included). CPU time is the bound the tests assert: importing torch alone costs several CPU seconds, while
+    wall time on a shared machine also counts the other jobs' load."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t0 = time.monotonic()
+    rc, err, heavy = _cli_without_models(*args)
+    wall = time.monotonic() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return rc, err, heavy, wall, cpu
+
+
+def test_dataset_missing_input_is_reported_before_torch_is_imported(tmp_path, videos_dir) -> None:
+    """A manifest naming videos that are not there: one line naming the first (with its manifest line) and
+    how many more, exit 2, before torch is imported and before the dataset folder is created; it used to
+    surface only after the models loaded, as one failure per video."""
+    manifest = tmp_path / "m.jsonl"
+    rows = [{"source": str(videos_dir / "tree.avi")}, {"source": "gone.mp4"}, {"source": "also/gone.mp4"}]
+    manifest.write_text("".join(json.dumps({**row, "prompt": "tree."}) + "\n" for row in rows))
+    out = tmp_path / "ds"
+    rc, err, heavy, wall, cpu = _cli_timed("dataset", "--manifest", str(manifest), "--out", str(out))
+    assert rc == 2 and heavy == [], err
+    assert err.strip() == (f"gsam2-video: error: {manifest}:2: {tmp_path / 'gone.mp4'}: no such file or "
+                           f"directory (and 1 more unusable input)")
+    assert cpu < 2.0, f"{cpu:.2f} s CPU ({wall:.2f} s wall)"
+    assert not out.exists()
+
+
+def test_dataset_missing_positional_input_is_reported_before_torch_is_imported(tmp_path, videos_dir) -> None:
+    rc, err, heavy, wall, cpu = _cli_timed("dataset", str(videos_dir / "tree.avi"), str(tmp_path / "gone.mp4"),
+                                           "--prompt", "tree.", "--out", str(tmp_path / "ds"))
+    assert rc == 2 and heavy == [], err
+    assert err.strip() == f"gsam2-video: error: {tmp_path / 'gone.mp4'}: no such file or directory"
+    assert cpu < 2.0, f"{cpu:.2f} s CPU ({wall:.2f} s wall)"
+
+
+def test_dataset_bad_output_folder_is_reported_before_torch_is_imported(tmp_path, videos_dir) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    rc, err, heavy, wall, cpu = _cli_timed("dataset", str(videos_dir / "tree.avi"), "--prompt", "tree.",
+                                           "--out", str(blocker / "ds"))
+    assert rc == 2 and heavy == [], err
+    assert err.strip() == f"gsam2-video: error: output directory {blocker / 'ds'} cannot be created: Not a directory"
+    assert cpu < 2.0, f"{cpu:.2f} s CPU ({wall:.2f} s wall)"
+
+
+def test_dataset_inputs_that_cannot_be_labelled_are_named(tmp_path, videos_dir) -> None:
+    """check_sources names each kind of unusable input the way a user would fix it."""
+    from gsam2_video.dataset.inputs import JobDefaults, check_sources, collect_jobs
+    from gsam2_video.errors import SourceError
+
+    (tmp_path / "empty.mp4").write_bytes(b"")
+    (tmp_path / "no_images").mkdir()
+    (tmp_path / "no_images" / "notes.txt").write_text("x")
+    cases = {
+        "empty.mp4": f"{tmp_path / 'empty.mp4'}: file is empty (0 bytes)",
+        "no_images": f"{tmp_path / 'no_images'}: folder has no images",
+        "gone.mp4": f"{tmp_path / 'gone.mp4'}: no such file or directory",
+        "frames/*.jpg": f"{tmp_path / 'frames/*.jpg'}: glob matches no images",
+    }
+    (tmp_path / "frames").mkdir()
+    (tmp_path / "frames" / "a.txt").write_text("x")
+    for source, message in cases.items():
+        manifest = tmp_path / "m.jsonl"
+        manifest.write_text(json.dumps({"source": source, "prompt": "tree."}) + "\n")
+        jobs = collect_jobs([], JobDefaults(), manifest)  # collecting names and settings does not look
+        with pytest.raises(SourceError) as e:
+            check_sources(jobs)
+        assert str(e.value) == f"{manifest}:1: {message}"
+    good = [str(videos_dir / "tree.avi"), "https://example.com/clip.mp4"]  # a remote file is left to the run
+    check_sources(collect_jobs(good, JobDefaults(prompt="tree.")))
+    if os.geteuid() != 0:  # root reads anything
+        locked = tmp_path / "locked.mp4"
+        locked.write_bytes(b"x")
+        locked.chmod(0)
+        with pytest.raises(SourceError, match="locked.mp4: cannot be read"):
+            check_sources(collect_jobs([str(locked)], JobDefaults(prompt="tree.")))
 
 
 def test_dataset_names_within_the_limit_are_accepted(tmp_path, videos_dir) -> None:

@@ -297,6 +297,27 @@ def test_tcp_stream_and_connection_reset(tcp_server, half_frames):
     _check_clock(frames)
 
 
+def test_broken_connections_are_freed_without_the_cycle_collector(tcp_server, half_frames):
+    """A connection an error ended is freed by reference counting as the reader moves on. Kept in a reference
+    cycle through the exception, each held its container and decoder (about 1 MiB) until a full garbage
+    collection, which a process holding models seldom runs: a 10,000-frame live soak grew 4% in 19
+    reconnects. With the cycle collector off, no container may outlive the read."""
+    import gc
+
+    from av.container import InputContainer
+
+    url, _plan = tcp_server(["half-reset"] * 3 + ["full"])
+    gc.collect()
+    gc.disable()
+    try:
+        frames, stats, _ = _read(url, live=False)
+        alive = sum(1 for o in gc.get_objects() if type(o) is InputContainer)  # no isinstance: proxies warn
+    finally:
+        gc.enable()
+    assert stats["reconnects"] == 3 and len(frames) == 3 * half_frames + 120
+    assert alive == 0
+
+
 def test_udp_mpegts_stream_looping_clip(ts_data):
     """A sender thread loops the clip as MPEG-TS datagrams to 127.0.0.1; the reader joins mid-stream and reads
     across the loop point, where pts jump back: timestamps stay strictly increasing."""

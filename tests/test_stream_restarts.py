@@ -21,7 +21,7 @@ import pytest
 from PIL import Image
 from stream_media import encode_ts, free_udp_port, remux_ts, serve_ts_over_http, start_udp_streamer
 
-from gsam2_video.sources import open_source
+from gsam2_video.sources import ReconnectPolicy, open_source
 from gsam2_video.sources.stream import SessionClock
 
 REPO = Path(__file__).resolve().parents[1]
@@ -89,6 +89,56 @@ def test_pts_jumping_back_is_rebased_and_nothing_is_lost(twice_over_http: str) -
     assert src.stats["discontinuities"] == 1 and src.stats["reconnects"] == 0
     assert [(e["event"], e["frame"]) for e in src.events] == [("discontinuity", 120)]
     assert src.events[0]["pts_jump_s"] < -3.5
+
+
+# -- a stream slower to probe than the timeout -----------------------------------------------------------
+def test_slow_udp_stream_probe_is_not_cut_short(tmp_path, videos_dir, caplog) -> None:
+    """At 12 fps with a 1 s timeout, FFmpeg's probe (up to a GOP, then ~20 frames to measure the frame rate:
+    about 2 s) takes longer than the timeout while datagrams keep coming. Data arriving is not silence: the
+    source must read on without a single "stream broke" or reconnect (a probe cut at the timeout left the
+    connection failing right after its probed frames, reported as "no data within 1 s", then reconnecting)."""
+    ts_file = tmp_path / "clip.ts"
+    ts_file.write_bytes(encode_ts(videos_dir / CLIP, gop=10))
+    port = free_udp_port()
+    streamer = start_udp_streamer(ts_file, port, seconds_per_loop=10.0, max_seconds=60)  # 12 fps
+    try:
+        caplog.set_level("INFO", logger="gsam2_video")
+        with open_source(f"udp://127.0.0.1:{port}", live=False, open_timeout=1.0, read_timeout=1.0,
+                         max_frames=45) as src:
+            indices = [f.index for f in src]
+            stats = dict(src.stats)
+    finally:
+        streamer.kill()
+        streamer.wait(10)
+    assert indices == list(range(45))
+    assert stats["reconnects"] == 0, [r.getMessage() for r in caplog.records]
+    assert not [r for r in caplog.records if "stream broke" in r.getMessage()]
+
+
+def test_silent_udp_stream_still_breaks_within_the_timeout(tmp_path, videos_dir, caplog) -> None:
+    """The streamer killed mid-read: silence is still noticed after about the timeout (FFmpeg's inactivity
+    timeout), reported as "no data within 1 s", and the non-live reader tries to reconnect."""
+    ts_file = tmp_path / "clip.ts"
+    ts_file.write_bytes(encode_ts(videos_dir / CLIP, gop=10))
+    port = free_udp_port()
+    streamer = start_udp_streamer(ts_file, port, seconds_per_loop=4.0, max_seconds=60)
+    caplog.set_level("INFO", logger="gsam2_video")
+    try:
+        with open_source(f"udp://127.0.0.1:{port}", live=False, open_timeout=1.0, read_timeout=1.0,
+                         reconnect=ReconnectPolicy(max_attempts=0)) as src:
+            it = iter(src)
+            assert next(it).index == 0
+            streamer.kill()
+            streamer.wait(10)
+            killed = time.monotonic()
+            rest = sum(1 for _ in it)
+            ended = time.monotonic() - killed
+    finally:
+        streamer.kill()
+        streamer.wait(10)
+    assert rest < 120 and ended < 1.0 + 2.0
+    broke = [r.getMessage() for r in caplog.records if "stream broke" in r.getMessage()]
+    assert len(broke) == 1 and "no data within 1 s" in broke[0], broke
 
 
 # -- the streamer killed and restarted 3 times during one run ------------------------------------------

@@ -4,8 +4,9 @@ and ``gsam2-video dataset --merge DIR``.
 It has its own inputs, filters and resume rules; the model, tracking and decoding options come from
 :mod:`.options`, shared with ``track``, so the two commands accept the same spelling for the same thing
 (``--max-live-objects`` caps simultaneous tracks in both; the per-video filter that keeps the longest
-objects is ``--keep-longest``). Inputs, manifest and filters are all checked before any model
-loads (and before Ray starts). Exit code 0 when every video is done (or was already), 1 when any video
+objects is ``--keep-longest``). Inputs (every one present, readable and not empty), manifest, filters
+and the output folder are all checked before torch is imported, so before any model loads (and before
+Ray starts). Exit code 0 when every video is done (or was already), 1 when any video
 failed (for ``--merge``: when the merged folder lists failed videos), 130 on Ctrl-C.
 """
 
@@ -18,7 +19,7 @@ from typing import Any
 
 from ..dataset.exports import SAVE_DEFAULT, parse_dataset_save
 from ..dataset.filters import Filters
-from ..dataset.inputs import JobDefaults, SourceOptions, collect_jobs
+from ..dataset.inputs import JobDefaults, SourceOptions, check_sources, collect_jobs
 from ..dataset.layout import DatasetLayout
 from ..dataset.merge import merge_dataset
 from ..dataset.ray_backend import import_ray
@@ -162,6 +163,7 @@ def run(args: argparse.Namespace) -> int:
         source=SourceOptions(decoder=args.decoder, start=args.start, stride=args.stride,
                              max_frames=args.max_frames))
     jobs = collect_jobs(args.inputs, defaults, args.manifest)
+    check_sources(shard.select(jobs) if shard is not None else jobs)  # a shard runs (and checks) its own
     config = tracker_config(args)
     config.mode = "offline"
     model_settings = {k: v for k, v in config.to_json().items() if k != "device"}

@@ -11,8 +11,14 @@ Inputs (positional ``INPUT...``):
   sequence, named by the folder); a folder of image folders (``JPEGImages/<video>/``) -> one video each;
 * a glob -> each matched video / folder; a glob matching only images -> one image-sequence video;
 * the URL of a remote video file (``https://host/clip.mp4``) is passed through; a path that does not exist
-  is kept as a job so that it fails alone (recorded in the failures file) while the rest run. Webcam
-  indices and live stream URLs are rejected: a dataset needs inputs that end.
+  is kept as a job (:func:`collect_jobs` only names and checks settings). Webcam indices and live stream URLs
+  are rejected: a dataset needs inputs that end.
+
+:func:`check_sources` then proves every local input is there before anything heavy happens: it exists, can
+be opened for reading and is not empty (a file of 0 bytes, a folder or glob with no images). The command
+runs it before torch is imported, so a typo in a manifest of thousands of rows costs a second, not a model
+load followed by one failure per row. A file that disappears later, during a long run, still fails alone
+(recorded in the failures file) while the rest run.
 
 Manifest (``--manifest FILE``, ``.jsonl`` or ``.csv``): one video per row/line with ``source`` (required;
 relative paths are relative to the manifest's folder), ``prompt`` (falls back to ``--prompt``), optional
@@ -38,9 +44,9 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from ..config import AssociationConfig, KeyframeConfig
-from ..errors import ConfigError, Gsam2Error
+from ..errors import ConfigError, Gsam2Error, SourceError
 from ..prompts import parse_prompt
-from ..sources.images import natural_key
+from ..sources.images import list_folder, list_glob, natural_key
 from ..sources.spec import VIDEO_FILE_EXTENSIONS, is_image_file, parse_source, redact_url
 from .filters import Filters
 
@@ -381,3 +387,53 @@ def collect_jobs(inputs: Iterable[str], defaults: JobDefaults, manifest: str | P
         job.filters.check_against_prompt(prompt.classes, where)
         jobs.append(job)
     return jobs
+
+
+# -- sources present before the models load ----------------------------------------------------------------
+def _check_readable(path: Path) -> None:
+    """``path`` opens for reading and holds at least one byte; SourceError naming it otherwise."""
+    try:
+        with path.open("rb") as fh:
+            empty = not fh.read(1)
+    except OSError as exc:
+        raise SourceError(f"{path}: cannot be read ({exc.strerror or exc})") from None
+    if empty:
+        raise SourceError(f"{path}: file is empty (0 bytes)")
+
+
+def check_source(source: str) -> None:
+    """One job's source is usable as far as can be told without decoding it: a local file exists, is
+    readable and not empty; a folder or glob holds images. URLs (remote files) are left to the run.
+
+    Cheap on purpose (a stat, one byte read, a folder listing): it runs for every input of a dataset before
+    the models load, and decoding each video here would cost as much as the run's own first frame.
+    """
+    if _SCHEME.match(source.strip()) and not source.strip().lower().startswith("file:"):
+        return
+    spec = parse_source(source)  # SourceError "<path>: no such file or directory" for a missing path
+    try:
+        if spec.kind in ("file", "image"):
+            _check_readable(Path(spec.target))
+        elif spec.kind == "folder":
+            if not list_folder(Path(spec.target)):
+                raise SourceError(f"{spec.target}: folder has no images")
+        elif spec.kind == "glob" and not list_glob(str(spec.target)):
+            raise SourceError(f"{spec.target}: glob matches no images")
+    except OSError as exc:  # an unreadable folder (permissions) while listing it
+        raise SourceError(f"{source}: cannot be read ({exc.strerror or exc})") from None
+
+
+def check_sources(jobs: Iterable[VideoJob]) -> None:
+    """Every job's source passes :func:`check_source`; otherwise one SourceError whose line names the first
+    bad input (with the manifest line it came from) and how many more there are, so one run of the
+    command lists what to fix instead of failing them one by one after the models load."""
+    problems: list[str] = []
+    for job in jobs:
+        try:
+            check_source(job.source)
+        except SourceError as exc:
+            problems.append(str(exc) if job.origin == "command line" else f"{job.origin}: {exc}")
+    if problems:
+        more = len(problems) - 1
+        tail = f" (and {more} more unusable input{'s' if more > 1 else ''})" if more else ""
+        raise SourceError(problems[0] + tail)

@@ -31,7 +31,6 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
-from scipy.optimize import linear_sum_assignment
 
 from ..errors import ConfigError
 from .davis import BOUND_TH, crop_box, f_measure, statistics
@@ -212,6 +211,8 @@ def score_sequence(name: str, pred_dir: Path, gt_dir: Path, *, match: str = "aut
     if mode == "id":
         rows = cols = np.arange(len(gt_ids))
     else:
+        from scipy.optimize import linear_sum_assignment  # here: scipy.optimize is slow to import (CLI start)
+
         rows, cols = linear_sum_assignment(-j.mean(axis=2)) if gt_ids else (np.zeros(0, int), np.zeros(0, int))
     assigned = {int(c): int(r) for r, c in zip(rows, cols)}
     f = np.zeros((len(gt_ids), t_count))

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import cv2
 import numpy as np
-from scipy.spatial import cKDTree
 
 
 def mask_contours(mask: np.ndarray) -> list[np.ndarray]:
@@ -39,6 +38,8 @@ def join_rings(rings: list[np.ndarray]) -> np.ndarray:
     far, entered and left along the same bridge (see the module docstring)."""
     if not rings:
         return np.zeros((0, 2), np.int32)
+    from scipy.spatial import cKDTree  # here: scipy.spatial costs ~0.6 s, paid by every CLI start otherwise
+
     out = rings[0]
     for ring in rings[1:]:
         dist, nearest = cKDTree(out).query(ring)

@@ -1,6 +1,8 @@
 """Network streams (rtsp, rtmp, http(s), udp, tcp, srt) through PyAV, read on a background thread.
 
 Connecting happens in the constructor with bounded timeouts, so an unreachable URL fails fast with one line.
+On UDP, where only silence tells a dead sender, "no data" is FFmpeg's inactivity timeout, so probing a slow
+stream is never cut short while datagrams arrive.
 The reader then demuxes and decodes packet by packet (a bad packet is counted, not fatal). When the stream
 ends or breaks in live mode it is re-opened with exponential backoff (:mod:`.reconnect`); a non-live read
 ends at the stream's end (a server closing the connection, which FFmpeg reports as EOF or, for HTTP bodies
@@ -32,6 +34,9 @@ from .reconnect import ReconnectPolicy, reconnect
 LOG = logging.getLogger("gsam2_video")
 
 MAX_CONSECUTIVE_DECODE_ERRORS = 50
+# UDP: how long opening may take while data is arriving (the probe needs up to a GOP plus ~20 frames of a
+# stream that may be slow); silence is detected separately, by FFmpeg's inactivity timeout
+UDP_PROBE_SECONDS = 10.0
 MAX_EVENTS = 1000  # reconnect / discontinuity records kept for run.json (a soak must not grow memory)
 
 
@@ -51,10 +56,24 @@ class _Connection:
             pass
 
 
-def _reason(exc: BaseException, open_timeout: float) -> str:
+@dataclass(frozen=True)
+class _Failure:
+    """Why a connection ended, as text. Never the exception itself: its traceback holds the reader's frames
+    and through them the connection (container, decoder, buffers), and an exception kept past its ``except``
+    block sits in a reference cycle that only a full garbage collection frees, rarely in a process holding
+    models: every reconnect of a long live run kept about 1 MiB (a soak's RSS rose 4% in 19 reconnects)."""
+
+    reason: str
+    end_of_body: bool
+
+
+def _reason(exc: BaseException, open_timeout: float, *, udp: bool = False) -> str:
+    """One line saying why a connection failed; on UDP an I/O error is FFmpeg's inactivity timeout."""
+    import errno
+
     import av
 
-    if isinstance(exc, av.error.ExitError):
+    if isinstance(exc, av.error.ExitError) or (udp and isinstance(exc, OSError) and exc.errno == errno.EIO):
         return f"no data within {open_timeout:g} s"
     if isinstance(exc, ConnectionRefusedError):
         return "connection refused"
@@ -80,10 +99,20 @@ class StreamSource(FrameSource):
         options = dict(av_options or {})
         if url.lower().startswith("rtsp") and "rtsp_transport" not in options:
             options["rtsp_transport"] = "tcp"  # UDP RTP loses packets on busy links; TCP is the safe default
-        if url.lower().startswith("udp") and "overrun_nonfatal" not in options:
+        self._udp = url.lower().startswith("udp")
+        self._open_budget = self.open_timeout
+        if self._udp and "overrun_nonfatal" not in options:
             # datagrams keep arriving while the models load: a full receive buffer must drop old packets,
             # not end the connection
             options["overrun_nonfatal"] = "1"
+        if self._udp:
+            # Silence is detected by FFmpeg's inactivity timeout (microseconds without a datagram: EIO), not by
+            # PyAV's, which bounds a whole call: probing a slow stream (a GOP, then ~20 frames to measure the
+            # frame rate) can outlast the timeout while data flows, and a probe cut short leaves FFmpeg's
+            # reader failing at its first real read, after the probed frames: a false "no data" outage and a
+            # reconnect after every (re)connect. PyAV's open bound then only caps a probe that never ends.
+            options.setdefault("timeout", str(int(max(self.open_timeout, self.read_timeout) * 1e6)))
+            self._open_budget = self.open_timeout + UDP_PROBE_SECONDS
         self.av_options = options
         self._display = name
         self._connection: _Connection | None = self._connect()
@@ -104,39 +133,48 @@ class StreamSource(FrameSource):
         """Open the URL and decode up to the first frame; SourceError with one line if that fails."""
         import av
 
+        # errors are raised after their except blocks (see _Failure): a failed attempt must not keep its
+        # container and decoder alive in a cycle through the exception it caught
+        reason = None
         try:
             container = av.open(self.url, options=self.av_options,
-                                timeout=(self.open_timeout, self.read_timeout), metadata_errors="ignore")
+                                timeout=(self._open_budget, self.read_timeout), metadata_errors="ignore")
         except (av.error.FFmpegError, OSError) as exc:
-            raise SourceError(f"{self._display}: cannot open stream ({_reason(exc, self.open_timeout)})") \
-                from None
-        connection: _Connection | None = None
+            reason = _reason(exc, self.open_timeout, udp=self._udp)
+        if reason is not None:
+            raise SourceError(f"{self._display}: cannot open stream ({reason})")
         try:
-            if not container.streams.video:
-                raise SourceError(f"{self._display}: stream has no video")
-            stream = container.streams.video[0]
-            connection = _Connection(container, stream, container.demux(stream))
-            deadline = time.monotonic() + self.open_timeout + self.read_timeout
-            for packet in connection.packets:
-                if packet.size == 0 and packet.dts is None:
-                    break
-                try:
-                    connection.held.extend(stream.decode(packet))
-                except av.error.InvalidDataError:
-                    if time.monotonic() > deadline:
-                        raise SourceError(f"{self._display}: no decodable frame within "
-                                          f"{self.open_timeout + self.read_timeout:g} s") from None
-                    continue  # joined mid-GOP: wait for a decodable picture
-                if connection.held:
-                    return connection
-            raise SourceError(f"{self._display}: stream ended before its first frame")
+            return self._first_frame(container)
         except (av.error.FFmpegError, OSError) as exc:
-            container.close()
-            raise SourceError(f"{self._display}: stream delivered no frame "
-                              f"({_reason(exc, self.read_timeout)})") from None
+            reason = _reason(exc, self.read_timeout, udp=self._udp)
         except BaseException:
             container.close()
             raise
+        container.close()
+        raise SourceError(f"{self._display}: stream delivered no frame ({reason})")
+
+    def _first_frame(self, container: Any) -> _Connection:
+        """The connection of ``container`` with its first decoded frame held; SourceError when it has none."""
+        import av
+
+        if not container.streams.video:
+            raise SourceError(f"{self._display}: stream has no video")
+        stream = container.streams.video[0]
+        connection = _Connection(container, stream, container.demux(stream))
+        deadline = time.monotonic() + self.open_timeout + self.read_timeout
+        for packet in connection.packets:
+            if packet.size == 0 and packet.dts is None:
+                break
+            try:
+                connection.held.extend(stream.decode(packet))
+            except av.error.InvalidDataError:
+                if time.monotonic() > deadline:
+                    raise SourceError(f"{self._display}: no decodable frame within "
+                                      f"{self.open_timeout + self.read_timeout:g} s") from None
+                continue  # joined mid-GOP: wait for a decodable picture
+            if connection.held:
+                return connection
+        raise SourceError(f"{self._display}: stream ended before its first frame")
 
     def _release(self) -> None:
         if self._connection is not None:
@@ -145,8 +183,8 @@ class StreamSource(FrameSource):
 
     # -- reading -----------------------------------------------------------------------------------------
     def _decoded(self, connection: _Connection, stop: threading.Event,
-                 outcome: list[BaseException | None]) -> Iterator[Any]:
-        """PyAV frames of one connection, decoder drained at the end; ``outcome[0]`` = error that ended it."""
+                 outcome: list[_Failure | None]) -> Iterator[Any]:
+        """PyAV frames of one connection, decoder drained at the end; ``outcome[0]`` = why it ended early."""
         import av
 
         yield from connection.held
@@ -164,11 +202,12 @@ class StreamSource(FrameSource):
                     consecutive += 1
                     if consecutive > MAX_CONSECUTIVE_DECODE_ERRORS:
                         raise SourceError(f"{self.name}: {consecutive} packets in a row failed to decode "
-                                          f"({_reason(exc, self.read_timeout)})") from None
+                                          f"({_reason(exc, self.read_timeout, udp=self._udp)})") from None
                     continue
                 yield from frames
         except (av.error.FFmpegError, OSError, SourceError) as exc:
-            outcome[0] = exc
+            outcome[0] = _Failure(_reason(exc, self.read_timeout, udp=self._udp),
+                                  not self._udp and _is_end_of_body(exc))
         try:  # frames still inside the decoder (reordering delay) belong to the stream too
             yield from connection.stream.decode(None)
         except (av.error.FFmpegError, OSError):
@@ -183,7 +222,7 @@ class StreamSource(FrameSource):
         while connection is not None and not stop.is_set():
             self._connection = connection
             clock.new_connection()
-            outcome: list[BaseException | None] = [None]
+            outcome: list[_Failure | None] = [None]
             try:
                 for frame in self._decoded(connection, stop, outcome):
                     seconds = None if frame.pts is None else \
@@ -205,9 +244,9 @@ class StreamSource(FrameSource):
             if stop.is_set():
                 return  # the consumer stopped the run (Ctrl-C, --max-frames, close): a normal end, not an outage
             failure = outcome[0]
-            if not self.live and (failure is None or _is_end_of_body(failure)):
+            if not self.live and (failure is None or failure.end_of_body):
                 return  # a finite stream ended (FFmpeg reports an HTTP body without length ending as EIO)
-            what = f"broke ({_reason(failure, self.read_timeout)})" if failure is not None else "ended"
+            what = f"broke ({failure.reason})" if failure is not None else "ended"
             LOG.warning("%s: stream %s after %d frames; reconnecting", self.name, what, position)
             began = time.monotonic()
             connection = reconnect(self._connect, self.reconnect_policy, stop, self.name)
