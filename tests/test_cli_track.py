@@ -219,7 +219,10 @@ def test_no_detections_is_a_valid_empty_run_with_a_warning(tmp_path: Path, tiny_
         assert sum(1 for _ in container.decode(video=0)) == 5
 
 
-def test_ctrl_c_closes_outputs_cleanly(tmp_path: Path, tiny_models: dict[str, Path], videos_dir: Path) -> None:
+@pytest.mark.parametrize("signame", ["SIGINT", "SIGTERM"])
+def test_ctrl_c_closes_outputs_cleanly(signame: str, tmp_path: Path, tiny_models: dict[str, Path],
+                                       videos_dir: Path) -> None:
+    """Ctrl-C, and SIGTERM as kill / docker stop / systemd send it, end the run with complete outputs."""
     import signal
     import time
 
@@ -235,7 +238,7 @@ def test_ctrl_c_closes_outputs_cleanly(tmp_path: Path, tiny_models: dict[str, Pa
             len(list(out.rglob("*.png"))) < 3:
         time.sleep(0.2)
     assert proc.poll() is None, proc.communicate()[1]
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(getattr(signal, signame))
     _, stderr = proc.communicate(timeout=120)
     assert proc.returncode == 130, stderr
     assert "Traceback" not in stderr

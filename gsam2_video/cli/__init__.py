@@ -19,7 +19,9 @@ import argparse
 import importlib
 import logging
 import os
+import signal
 import sys
+import threading
 from collections.abc import Sequence
 
 from ..errors import Gsam2Error
@@ -76,6 +78,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     _configure_logging(args.verbose)
     for note in getattr(args, DEPRECATIONS, ()):
         log.warning(note)
+    previous = _stop_on_sigterm()
     try:
         return args.run(args)
     except Gsam2Error as exc:
@@ -84,3 +87,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("gsam2-video: interrupted", file=sys.stderr)
         return 130
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def _stop_on_sigterm() -> signal.Handlers | None:
+    """Make SIGTERM (``kill``, ``docker stop``, systemd, a job scheduler's time limit) stop a run the way
+    Ctrl-C does: every output closed and complete for the frames done, run.json written, exit 130. With the
+    default handler the process would die at once and leave its files under their temporary names.
+
+    Only from the main thread and only over the default handler (an embedding program's own wins); returns
+    the handler to restore, or None when nothing was installed.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    if signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+        return None
+    signal.signal(signal.SIGTERM, _interrupt)
+    return signal.SIG_DFL
