@@ -41,6 +41,17 @@ class HostReads:
         return self.calls[mark:]
 
 
+def reads_per_result(run: Any, reads: HostReads) -> Iterator[tuple[Any, list[tuple[str, int]]]]:
+    """Iterate a tracking run, yielding each result with the host reads made while producing it."""
+    it = iter(run)
+    while True:
+        mark = reads.mark()
+        result = next(it, None)
+        if result is None:
+            return
+        yield result, reads.since(mark)
+
+
 @contextlib.contextmanager
 def count_host_reads() -> Iterator[HostReads]:
     """Patch torch's host-read entry points for the duration of the block."""

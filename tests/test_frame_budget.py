@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from host_reads import count_host_reads
+from host_reads import count_host_reads, reads_per_result
 
 from gsam2_video import (
     AssociationConfig,
@@ -59,14 +59,9 @@ def _run(tiny_models: dict[str, Path], videos_dir: Path,
     frames = []
     with tracker.track(videos_dir / "tree.avi", "person.", mode="live", max_frames=30, extras=extras) as run, \
             count_host_reads() as reads:
-        it = iter(run)
-        while True:
-            mark = reads.mark()
-            result = next(it, None)
-            if result is None:
-                break
+        for result, got in reads_per_result(run, reads):
             assert run.session is not None
-            frames.append((result.is_keyframe, len(run.session.obj_ids), reads.since(mark)))
+            frames.append((result.is_keyframe, len(run.session.obj_ids), got))
     return frames
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from test_propagator import BOX1, BOX2
 
 from gsam2_video.config import PropagatorConfig
 from gsam2_video.errors import ModelError
@@ -21,16 +22,7 @@ from gsam2_video.models.propagator import Sam2Propagator
 from gsam2_video.models.sam2_session import Sam2Session
 from gsam2_video.protocols import PointerSession
 
-BOX1 = (30.0, 20.0, 150.0, 200.0)
-BOX2 = (160.0, 60.0, 300.0, 230.0)
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny models: threads only add contention on a shared CPU
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def make(sam_dir: Path, prune: bool = True) -> Sam2Propagator:

@@ -21,12 +21,7 @@ BOX1 = (30.0, 20.0, 150.0, 200.0)
 BOX2 = (160.0, 60.0, 300.0, 230.0)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny models: threads only add contention on a shared CPU
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -400,7 +400,7 @@ def test_pointer_similarity_is_one_small_keyframe_read(tiny_models: dict[str, Pa
     """On the real SAM 2 session, with lost tracks on keyframes (SAM 2's propagated masks of four tracks
     blanked, as when it loses them), re-identification reads only the lost x new similarity matrix on the
     host: keyframes stay within the budget of tests/test_frame_budget.py and non-keyframes at two reads."""
-    from host_reads import count_host_reads
+    from host_reads import count_host_reads, reads_per_result
     from test_frame_budget import KEYFRAME_READS, SMALL_ARRAYS, GridDetector
 
     from gsam2_video.config import PropagatorConfig
@@ -439,13 +439,7 @@ def test_pointer_similarity_is_one_small_keyframe_read(tiny_models: dict[str, Pa
     frames = []
     with tracker.track(videos_dir / "tree.avi", "person.", mode="live", max_frames=21) as run, \
             count_host_reads() as reads:
-        it = iter(run)
-        while True:
-            mark = reads.mark()
-            result = next(it, None)
-            if result is None:
-                break
-            frames.append((result.is_keyframe, reads.since(mark)))
+        frames.extend((result.is_keyframe, got) for result, got in reads_per_result(run, reads))
     assert [k for k, _ in frames].count(True) == 3
     assert len(calls) == 2 and all(rows == [0, 1, 2, 3] for rows in calls)  # the four lost tracks, twice
     for is_key, got in frames:
