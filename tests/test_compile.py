@@ -53,7 +53,7 @@ def test_compiled_equals_eager_on_cpu(tiny_models: dict[str, Path], tree_frames:
         torch.set_num_threads(old)
     for t, (a, b) in enumerate(zip(ref, got)):
         assert a.shape == b.shape
-        torch.testing.assert_close(b, a, rtol=0, atol=1e-3, msg=lambda m: f"frame {t}: {m}")
+        torch.testing.assert_close(b, a, rtol=0, atol=1e-3, msg=lambda m, t=t: f"frame {t}: {m}")
         assert torch.equal(a > 0, b > 0) or float(((a > 0) != (b > 0)).float().mean()) < 1e-3
     # buckets: memory slots fixed at the caps whatever each object holds, the batch rounded up to a power of
     # two: tracked objects per frame 1, 1, 2, 3, 3, 3 -> batches 1, 1, 2, 4, 4, 4, one key length throughout

@@ -32,7 +32,7 @@ def test_score_triggers_cannot_chain() -> None:
         pol = KeyframePolicy(config)
         return [(t, r) for t in range(25) for yes, r in [pol.is_keyframe(None, scores(t))] if yes]
 
-    base = dict(detect_every=10, min_gap=2, scene_cut_threshold=None)
+    base = {"detect_every": 10, "min_gap": 2, "scene_cut_threshold": None}
     assert run(KeyframeConfig(**base)) == [(0, "first"), (2, "score"), (12, "interval"), (22, "interval")]
     # the gap is configurable; 2 lets every loss trigger as before
     assert run(KeyframeConfig(**base, score_trigger_gap=2)) == [
