@@ -228,10 +228,17 @@ def test_ctrl_c_closes_outputs_cleanly(signame: str, tmp_path: Path, tiny_models
 
     out = tmp_path / "out"
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "gsam2_video", "track", str(videos_dir / "vtest.avi"), "--prompt", "person.",
-         "--out", str(out), "--save", "video,masks,json,mot", "--no-progress", *model_args(tiny_models)],
-        cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # a shell starts a background job (``&``, nohup, some CI runners) with SIGINT ignored and children inherit
+    # an ignored signal, so Python would install no KeyboardInterrupt handler and the run would (rightly)
+    # ignore Ctrl-C; a handled signal is reset to the default in the child, so handle it while starting it
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "gsam2_video", "track", str(videos_dir / "vtest.avi"), "--prompt", "person.",
+             "--out", str(out), "--save", "video,masks,json,mot", "--no-progress", *model_args(tiny_models)],
+            cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    finally:
+        signal.signal(signal.SIGINT, previous)
     deadline = time.monotonic() + 240
     # wait until a few mask PNGs exist (in the sink's temporary folder), then interrupt mid-video
     while time.monotonic() < deadline and proc.poll() is None and \
