@@ -27,12 +27,7 @@ IOU_BAR = 0.999
 LOGIT_BAR = 1e-4
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tiny models: one thread is faster here
 
 
 def staggered_prompts(h: int, w: int, num_frames: int):

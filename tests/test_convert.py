@@ -42,13 +42,7 @@ from gsam2_video.models.convert import (
 ALL_CONFIGS = HYDRA_CONFIGS
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """One intra-op thread: on a shared 2-core machine this is ~5x faster than fighting for two."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tiny models: one thread is faster here
 
 
 def _meta_cfg(config_name: str, image_size: int = 1024):

@@ -32,13 +32,7 @@ from gsam2_video.config import PropagatorConfig
 from gsam2_video.models.convert import model_from_meta_state_dict
 from gsam2_video.models.propagator import Sam2Propagator
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tiny models: one thread is faster here
 
 
 def test_hole_filling_in_the_loop_equals_meta(videos_dir: Path, tmp_path: Path,
