@@ -20,6 +20,7 @@ built on the device before the frame's single copy to the host.
 from __future__ import annotations
 
 import colorsys
+from collections.abc import Sequence
 
 import cv2
 import numpy as np
@@ -63,6 +64,12 @@ def outline_kernel_size(thickness: int) -> int:
     return 2 * (max(1, thickness) // 2) + 1
 
 
+def drawing_order(scores: Sequence[float] | np.ndarray) -> list[int]:
+    """Indices of the tracks in the order their outlines, boxes and captions are drawn: lowest score first,
+    so the best track ends on top (stable: equal scores keep the given order)."""
+    return np.argsort(np.asarray(scores, dtype=np.float64), kind="stable").tolist()
+
+
 def overlay(image: np.ndarray, labels: np.ndarray, track_ids: np.ndarray, scores: np.ndarray, *,
             alpha: float = 0.5, thickness: int = 1, outlines: bool = True,
             boxes_xywh: np.ndarray | None = None) -> np.ndarray:
@@ -103,7 +110,7 @@ def overlay(image: np.ndarray, labels: np.ndarray, track_ids: np.ndarray, scores
     if not outlines:
         return out
     widen = np.ones((k, k), np.uint8) if k > 1 else None
-    for i in np.argsort(np.asarray(scores), kind="stable").tolist():
+    for i in drawing_order(scores):
         window = windows[i]
         if window is None:
             continue
@@ -129,11 +136,11 @@ def draw_boxes_and_captions(out: np.ndarray, result: FrameResult, boxes_xywh: np
         return
     thick = line_thickness(result.height, result.width)
     scale = font_scale(result.height, result.width)
-    order = np.argsort(result.scores, kind="stable")
+    order = drawing_order(result.scores)
     xyxy = np.rint(np.asarray(result.boxes, np.float64)).astype(np.int64)
     xyxy[:, 0::2] = np.clip(xyxy[:, 0::2], 0, result.width - 1)
     xyxy[:, 1::2] = np.clip(xyxy[:, 1::2], 0, result.height - 1)
-    for k in order.tolist():
+    for k in order:
         tid = int(result.track_ids[k])
         color = track_color(tid)
         x1, y1, x2, y2 = (int(v) for v in xyxy[k])

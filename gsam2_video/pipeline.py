@@ -22,7 +22,7 @@ import torch
 
 from .compose import ComposedFrame, compose_frame, masks_to_boxes, video_masks
 from .config import DEFAULT_DETECTOR, DEFAULT_SAM2, FrameExtras, TrackerConfig
-from .drawing import DEFAULT_ALPHA, line_thickness
+from .drawing import DEFAULT_ALPHA, drawing_order, line_thickness
 from .drawing_torch import overlay_torch
 from .errors import ConfigError
 from .models.loading import precision_name, resolve_device, set_tf32
@@ -232,7 +232,7 @@ class TrackingRun:
         if self.extras.overlay:
             drawn = sorted(t for t in composed.obj_ids if registry.emittable(t))  # results list tracks by id
             scores = [_snapshot(registry, t)[1] for t in drawn]
-            ranking = tuple(drawn[k] for k in np.argsort(scores, kind="stable").tolist())
+            ranking = tuple(drawn[k] for k in drawing_order(scores))
             image = on_device if on_device is not None else torch.from_numpy(frame.image)
             overlay = overlay_torch(image, composed.labels, drawn, scores, alpha=DEFAULT_ALPHA,
                                     thickness=line_thickness(frame.height, frame.width))
@@ -241,7 +241,8 @@ class TrackingRun:
                 self._rle_capacity = RLE_CHANGES_PER_EDGE_PIXEL * (frame.height + frame.width)
             changes = label_changes_packed(composed.labels, self._rle_capacity)
         host = to_host(composed, overlay=overlay, changes=changes)
-        if host.changes_overflow:  # encoded on the host this time; later frames get room for twice as many
+        if changes is not None and host.changes is None:  # overflowed: this frame is encoded on the host,
+            # later frames get room for twice as many
             self._rle_capacity = min(2 * self._rle_capacity, frame.height * frame.width)
         return host, ranking
 
@@ -350,15 +351,15 @@ class TrackingRun:
             class_ids = [m[0] for m in meta]
             overlay = host.overlay
             if overlay is not None:  # drawn at commit: still right unless the tracks or their order changed
-                order_now = tuple(id_list[k] for k in np.argsort([m[1] for m in meta], kind="stable").tolist())
+                order_now = tuple(id_list[k] for k in drawing_order([m[1] for m in meta]))
                 area = dict(zip(host.obj_ids, host.areas.tolist()))
                 if order_now != tuple(t for t in p.overlay_ranking if area.get(t, 0) > 0):
                     overlay = None
             # redone on the host: a stale or back-filled overlay; RLE changes that overflowed or were back-filled
-            for name, asked, built in (("overlay", self.extras.overlay, overlay), ("rle", self.extras.rle,
-                                                                                   host.changes)):
-                if asked and built is None:
-                    self.stats.extras_redone[name] += 1
+            if self.extras.overlay and overlay is None:
+                self.stats.extras_redone["overlay"] += 1
+            if self.extras.rle and host.changes is None:
+                self.stats.extras_redone["rle"] += 1
             result = FrameResult(
                 frame_index=p.index, timestamp=p.timestamp, height=int(host.labels.shape[0]),
                 width=int(host.labels.shape[1]), track_ids=np.array(id_list, np.int64), labels=labels,

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from .compose import ComposedFrame
+from .ops.rle import unpack_changes
 
 _NUMPY_LABEL = {torch.uint8: np.uint8, torch.uint16: np.uint16, torch.int32: np.int32}
 
@@ -32,7 +33,6 @@ class HostFrame:
     scores: np.ndarray  # N float32 object-score logits
     overlay: np.ndarray | None = None  # H x W x 3 uint8 RGB: masks blended and outlined, no boxes or text
     changes: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None  # ops.rle.unpack_changes of ``labels``
-    changes_overflow: bool = False  # changes were asked for but did not fit the device buffer
 
     def boxes_by_id(self) -> dict[int, np.ndarray]:
         return dict(zip(self.obj_ids, self.boxes))
@@ -54,8 +54,6 @@ def to_host(frame: ComposedFrame, *, overlay: torch.Tensor | None = None,
     ``overlay`` (H x W x 3 uint8, :func:`gsam2_video.drawing_torch.overlay_torch`) and ``changes`` (int32,
     :func:`gsam2_video.ops.rle.label_changes_packed`) travel in the same buffer when given.
     """
-    from .ops.rle import unpack_changes
-
     labels, stats = frame.labels, frame.stats
     h, w = labels.shape
     parts = [_bytes(labels), _bytes(stats)]
@@ -88,6 +86,5 @@ def to_host(frame: ComposedFrame, *, overlay: torch.Tensor | None = None,
         result.overlay = seg[k].reshape(h, w, 3)
         k += 1
     if changes is not None:
-        result.changes = unpack_changes(seg[k].view(np.int32))
-        result.changes_overflow = result.changes is None
+        result.changes = unpack_changes(seg[k].view(np.int32))  # None: the device buffer overflowed
     return result
