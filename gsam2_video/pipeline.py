@@ -419,6 +419,11 @@ class Tracker:
         prop = Sam2Model.from_pretrained(str(sam2), config.propagator, device=device, dtype=dtype)
         return cls(det, prop, config)
 
+    def extras_for(self, *, picture: bool, rle: bool) -> FrameExtras:
+        """The device extras worth building for outputs that show the annotated ``picture`` or write COCO
+        ``rle``: on for the GPU, off on the CPU (:meth:`FrameExtras.for_outputs`)."""
+        return FrameExtras.for_outputs(self.propagator.device.type, picture=picture, rle=rle)
+
     def track(self, source: Any, prompt: str | Prompt, *, mode: str | None = None, keep_images: bool = False,
               decoder: str = "av", start: int = 0, stride: int = 1, max_frames: int | None = None,
               extras: FrameExtras | None = None, **overrides: Any) -> TrackingRun:

@@ -17,6 +17,7 @@ import pytest
 from PIL import Image
 from pycocotools import mask as mask_utils
 
+from gsam2_video.config import FrameExtras
 from gsam2_video.dataset.filters import Filters, FrameEntry
 from gsam2_video.dataset.inputs import JobDefaults, collect_jobs
 from gsam2_video.dataset.layout import DatasetLayout, build_instances, build_meta
@@ -94,12 +95,17 @@ class ScriptedTracker:
         self.calls: list[str] = []
         self.interrupt = interrupt or {}
 
+    def extras_for(self, *, picture: bool, rle: bool) -> FrameExtras:
+        assert (picture, rle) == (False, True)
+        return FrameExtras(rle=True)  # as on a GPU: the run must pass it on to track()
+
     def track(self, source: str, prompt: str, **options: Any) -> ScriptedRun:
         path = Path(source)
         if not path.is_file():
             raise SourceError(f"{source}: no such file or directory")
         self.calls.append(path.stem)
         assert options["mode"] == "offline"
+        assert options["extras"] == FrameExtras(rle=True)  # what extras_for gave: the record is RLE
         options = {**options, "interrupt_at": self.interrupt.get(path.stem)}
         return ScriptedRun(path, json.loads(path.read_text()), options, self.calls)
 

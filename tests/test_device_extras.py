@@ -208,3 +208,37 @@ def test_cli_records_and_uses_the_extras(tiny_models, videos_dir, tmp_path, monk
     assert (tmp_path / "plain" / "mots.txt").read_bytes() == (tmp_path / "extra" / "mots.txt").read_bytes()
     assert _tracks_json(tmp_path / "plain") == _tracks_json(tmp_path / "extra")
 
+
+
+def test_dataset_uses_the_extras_and_writes_the_same_files(tiny_models, videos_dir, tmp_path, monkeypatch,
+                                                           one_torch_thread) -> None:
+    """The dataset command asks for the RLE changes (its record is COCO RLE), forced here as on a GPU: the
+    annotations and instances.json are byte-identical to a run without them, and each video's run.json says
+    which extras were built."""
+    from test_dataset_e2e import dataset_args
+
+    from gsam2_video.cli import main
+
+    clip = videos_dir / CLIP
+    assert main(dataset_args(tiny_models, tmp_path / "plain", [clip], "--max-frames", "9")) == 0
+    asked = []
+
+    def forced(device_type: str, *, picture: bool, rle: bool) -> FrameExtras:
+        asked.append((device_type, picture, rle))
+        return FrameExtras(overlay=picture, rle=rle)
+
+    monkeypatch.setattr(FrameExtras, "for_outputs", staticmethod(forced))
+    assert main(dataset_args(tiny_models, tmp_path / "extra", [clip], "--max-frames", "9")) == 0
+    assert asked == [("cpu", False, True)]
+    name = clip.stem
+    reports = [json.loads((tmp_path / run / "runs" / name / "run.json").read_text()) for run in ("plain", "extra")]
+    assert [r["device_extras"] for r in reports] == [{"overlay": False, "rle": False}, {"overlay": False, "rle": True}]
+    assert reports[1]["tracker_stats"]["extras_redone"].get("rle", 0) < 9  # most frames used the changes
+    pngs = sorted((tmp_path / "plain" / "Annotations" / name).glob("*.png"))
+    assert len(pngs) == 9
+    for png in pngs:
+        assert png.read_bytes() == (tmp_path / "extra" / "Annotations" / name / png.name).read_bytes()
+    instances = [json.loads((tmp_path / run / "instances.json").read_text()) for run in ("plain", "extra")]
+    assert instances[0]["annotations"], "the run must keep some objects for the comparison to mean anything"
+    assert instances[0]["annotations"] == instances[1]["annotations"]
+    assert instances[0]["videos"] == instances[1]["videos"]

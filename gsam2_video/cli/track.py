@@ -17,7 +17,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ..config import FrameExtras
 from ..errors import ConfigError, OutputError
 from ..live.options import add_live_options, check_live_options, stream_timeouts
 from ..live.outputs import LiveOutputs
@@ -124,8 +123,7 @@ def run(args: argparse.Namespace) -> int:
                                           dtype=args.dtype, config=config)
         load_seconds = time.perf_counter() - t_load
         # on a GPU the masks' overlay and the RLE runs are built on the device, in the frame's one copy
-        extras = FrameExtras.for_outputs(
-            tracker.propagator.device.type,
+        extras = tracker.extras_for(
             picture=bool(PICTURE_KINDS & set(kinds)) or display is not None or live.needs_image,
             rle=bool(RLE_KINDS & set(kinds)) or live.needs_rle)
         run = tracker.track(source, prompt, keep_images=(bool(IMAGE_KINDS & set(kinds)) or display is not None

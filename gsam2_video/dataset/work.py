@@ -23,7 +23,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from ..config import TrackerConfig
+from ..config import FrameExtras, TrackerConfig
 from ..errors import Gsam2Error, OutputError, SourceError
 from .inputs import VideoJob
 from .record import VideoCollector, VideoRecord
@@ -35,6 +35,8 @@ class TrackerLike(Protocol):
     """What labelling needs from :class:`gsam2_video.pipeline.Tracker`."""
 
     def track(self, source: Any, prompt: str, **options: Any) -> Any: ...
+
+    def extras_for(self, *, picture: bool, rle: bool) -> FrameExtras: ...
 
 
 @dataclass(frozen=True)
@@ -96,8 +98,10 @@ def label_video(tracker: TrackerLike, job: VideoJob, settings: dict[str, Any], *
     started, t0 = now(), time.perf_counter()
     collector = VideoCollector(job.name)
     so = job.source_options
+    # the record is COCO RLE: on a GPU its runs come from the label map's changes, built in the frame's copy
+    extras = tracker.extras_for(picture=False, rle=True)
     run = tracker.track(job.source, job.prompt, mode="offline", keep_images=save_frames, decoder=so.decoder,
-                       start=so.start, stride=so.stride, max_frames=so.max_frames, **job.tracking)
+                       start=so.start, stride=so.stride, max_frames=so.max_frames, extras=extras, **job.tracking)
     with run:
         expected = expected_frames(run)
         bar = tqdm(total=expected, unit="frame", desc=job.name, leave=False, position=1, disable=not frame_bar,
@@ -124,6 +128,7 @@ def label_video(tracker: TrackerLike, job: VideoJob, settings: dict[str, Any], *
               "frames": record.length, "objects_tracked": len(collector.tracks),
               "objects_kept": len(record.objects), "filtered": record.filtered,
               "source_stats": source_stats, "tracker_stats": tracker_stats,
+              "device_extras": {"overlay": extras.overlay, "rle": extras.rle},
               "seconds": {"track": round(track_seconds, 3), "filter": round(time.perf_counter() - t0
                                                                            - track_seconds, 3)},
               "started": started}
