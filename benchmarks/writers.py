@@ -5,7 +5,11 @@ to the size, with blob-shaped objects from tests/clip_results.py, repeated with 
 written through ``make_sinks`` + ``AsyncWriter`` from the first write to the
 end of ``close()`` (so the encoder's flush and the JSON/MOTS finishing are included), divided by the frame
 count; the median of ``--repeats`` such runs is reported, after one untimed run that warms up fonts, codecs
-and caches. Sink sets: every sink alone, the default set
+and caches. A short run weighs the encoder's start and its flush (x264 holds its lookahead and frame
+threads' frames until close) on few frames; ``--steady N`` also times an N-frame run right after each short
+one and reports ``steady_ms_per_frame``, the median over the pairs of (long - short) / (N - frames): the
+cost of one more frame once the writers are running, which is what sets the pace of a long video or a
+stream; ``fixed_ms`` is the rest of the short run (start and flush, paid once per video). Sink sets: every sink alone, the default set
 ``video,masks,json`` and the default set without video (``masks,json``). Also timed alone: ``draw`` (the
 annotated frame only) and, for the label-map code, ``label_map`` (painting today's N masks into the label
 map, the part the device path removes because the GPU hands over the label map itself).
@@ -115,33 +119,55 @@ def child(args: argparse.Namespace) -> dict[str, Any]:
                             for r in distinct]
             if args.extras:  # what a GPU hands over besides the label map (built here, untimed)
                 distinct = [_with_extras(r) for r in distinct]
-            results = []
-            for i in range(args.frames):  # shallow copies share the arrays; only the index and time differ
+            longest = max(args.steady or 0, args.frames)
+            all_results = []
+            for i in range(longest):  # shallow copies share the arrays; only the index and time differ
                 r = copy.copy(distinct[i % len(distinct)])
                 r.frame_index, r.timestamp = i, i / 25
-                results.append(r)
-            info = VideoInfo("bikes", str(video), size[1], size[0], 25.0, len(results))
+                all_results.append(r)
+            results = all_results[:args.frames]
+
+            def timed(kinds: list[str], count: int) -> tuple[float, float]:
+                """Wall and CPU seconds to write the first ``count`` results, from the first write to the end
+                of close()."""
+                out = Path(tempfile.mkdtemp(prefix="gsam2_bench_writers_"))
+                try:
+                    writer = AsyncWriter(make_sinks(kinds, out, **sinks_kw), max_queue=count + 1, **writer_kw)
+                    writer.open(VideoInfo("bikes", str(video), size[1], size[0], 25.0, count),
+                                ["person", "bicycle", "car"])
+                    start, start_cpu = time.perf_counter(), time.process_time()
+                    for r in all_results[:count]:
+                        writer.write(r)
+                    writer.close()
+                    return time.perf_counter() - start, time.process_time() - start_cpu
+                finally:
+                    shutil.rmtree(out, ignore_errors=True)
+
             row: dict[str, Any] = {"size": size_name, "objects": objects, "ms_per_frame": {},
                                    "cpu_ms_per_frame": {}}
+            if args.steady:
+                row.update(steady_ms_per_frame={}, steady_cpu_ms_per_frame={}, fixed_ms={})
             for set_name, kinds in SINK_SETS.items():
-                times, cpu = [], []
+                times, cpu, slopes, slopes_cpu, fixed = [], [], [], [], []
                 for rep in range(args.repeats + 1):
-                    out = Path(tempfile.mkdtemp(prefix="gsam2_bench_writers_"))
-                    try:
-                        writer = AsyncWriter(make_sinks(kinds, out, **sinks_kw), max_queue=len(results) + 1,
-                                             **writer_kw)
-                        writer.open(info, ["person", "bicycle", "car"])
-                        start, start_cpu = time.perf_counter(), time.process_time()
-                        for r in results:
-                            writer.write(r)
-                        writer.close()
-                        if rep:  # run 0 warms up
-                            times.append((time.perf_counter() - start) / len(results))
-                            cpu.append((time.process_time() - start_cpu) / len(results))
-                    finally:
-                        shutil.rmtree(out, ignore_errors=True)
+                    wall, used = timed(kinds, args.frames)
+                    if args.steady:  # the long run right after the short one, so both see the same load
+                        wall_long, used_long = timed(kinds, args.steady)
+                    if not rep:  # run 0 warms up
+                        continue
+                    times.append(wall / args.frames)
+                    cpu.append(used / args.frames)
+                    if args.steady:
+                        extra = args.steady - args.frames
+                        slopes.append((wall_long - wall) / extra)
+                        slopes_cpu.append((used_long - used) / extra)
+                        fixed.append(wall - args.frames * slopes[-1])
                 row["ms_per_frame"][set_name] = round(1000 * statistics.median(times), 2)
                 row["cpu_ms_per_frame"][set_name] = round(1000 * statistics.median(cpu), 2)
+                if args.steady:
+                    row["steady_ms_per_frame"][set_name] = round(1000 * statistics.median(slopes), 2)
+                    row["steady_cpu_ms_per_frame"][set_name] = round(1000 * statistics.median(slopes_cpu), 2)
+                    row["fixed_ms"][set_name] = round(1000 * statistics.median(fixed), 1)
             draw, paint = [], []
             for _ in range(args.repeats):
                 start = time.process_time()
@@ -192,6 +218,10 @@ def main() -> None:
     parser.add_argument("--objects", default="1,10,30")
     parser.add_argument("--frames", type=int, default=8, help="frames per timed run")
     parser.add_argument("--repeats", type=int, default=5, help="timed runs per cell (median)")
+    parser.add_argument("--steady", type=int, default=None, metavar="N",
+                        help="also time N-frame runs, each right after a --frames run, and report the cost of "
+                             "one more frame (steady_ms_per_frame: the difference of the two runs over the "
+                             "extra frames) apart from the per-video start and flush (fixed_ms)")
     parser.add_argument("--modes", default="single,pool")
     parser.add_argument("--code", default=None, help="checkout whose gsam2_video package is timed")
     parser.add_argument("--videos", default=str(Path(os.environ.get("GSAM2_DATA", REPO.parent / "shared" /
@@ -203,6 +233,8 @@ def main() -> None:
                         help="results carry the overlay and RLE changes a GPU builds (FrameExtras); needs --labels")
     parser.add_argument("--mode", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.steady is not None and args.steady <= args.frames:
+        parser.error(f"--steady must be more than --frames ({args.frames}), got {args.steady}")
     if args.mode:  # child process: one mode
         print(json.dumps(child(args)))
         return
@@ -215,6 +247,8 @@ def main() -> None:
                "--frames", str(args.frames), "--repeats", str(args.repeats), "--videos", args.videos]
         if args.code:
             cmd += ["--code", args.code]
+        if args.steady:
+            cmd += ["--steady", str(args.steady)]
         if args.labels:
             cmd += ["--labels"]
         if args.extras:
@@ -225,7 +259,8 @@ def main() -> None:
     doc = {"command": command_line(), "machine": machine(), "code": args.code or "this checkout",
            "results_from": ("label maps + GPU extras (overlay, RLE changes)" if args.extras
                             else "label maps" if args.labels else "masks"),
-           "frames_per_run": args.frames, "repeats": args.repeats, "runs": runs}
+           "frames_per_run": args.frames, "steady_frames_per_run": args.steady, "repeats": args.repeats,
+           "runs": runs}
     text = json.dumps(doc, indent=2)
     print(text)
     if args.out is not None:
