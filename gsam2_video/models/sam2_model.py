@@ -28,6 +28,7 @@ from ..ops.cpu_attention import use_blocked_memory_attention
 from ..ops.postprocess import postprocess_mask_scores
 from ..upload import upload_small
 from .loading import autocast, from_pretrained, resolve_device, resolve_dtype
+from .position_cache import cache_position_encodings
 from .sam2_checks import sam2_size_problems
 from .sam2_compile import compile_sam2
 from .sam2_memory import Buckets, ObjectMemories, attend_objects, masked_memory_attention
@@ -53,6 +54,7 @@ class Sam2Model:
         self.device = resolve_device(device)
         self.amp_dtype = resolve_dtype(dtype, self.device)
         self.model = model.to(self.device).eval()
+        self.position_cache = cache_position_encodings(self.model)  # constant per shape: built once, not per frame
         if self.device.type == "cpu" and self.amp_dtype == torch.bfloat16:
             use_blocked_memory_attention(self.model)  # bf16 matmuls instead of CPU SDPA (ops.cpu_attention)
         mc = model.config
