@@ -127,16 +127,17 @@ def child(args: argparse.Namespace) -> dict[str, Any]:
                 all_results.append(r)
             results = all_results[:args.frames]
 
-            def timed(kinds: list[str], count: int) -> tuple[float, float]:
+            def timed(kinds: list[str], count: int, pool: list[Any] = all_results,
+                      frame_size: tuple[int, int] = size) -> tuple[float, float]:
                 """Wall and CPU seconds to write the first ``count`` results, from the first write to the end
                 of close()."""
                 out = Path(tempfile.mkdtemp(prefix="gsam2_bench_writers_"))
                 try:
                     writer = AsyncWriter(make_sinks(kinds, out, **sinks_kw), max_queue=count + 1, **writer_kw)
-                    writer.open(VideoInfo("bikes", str(video), size[1], size[0], 25.0, count),
+                    writer.open(VideoInfo("bikes", str(video), frame_size[1], frame_size[0], 25.0, count),
                                 ["person", "bicycle", "car"])
                     start, start_cpu = time.perf_counter(), time.process_time()
-                    for r in all_results[:count]:
+                    for r in pool[:count]:
                         writer.write(r)
                     writer.close()
                     return time.perf_counter() - start, time.process_time() - start_cpu
