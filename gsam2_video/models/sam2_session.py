@@ -254,10 +254,16 @@ class Sam2Session:
                 raise ModelError(f"object {oid} is not tracked")
         if not ids:
             return torch.zeros(0, self.model.pointer_dim, device=self.model.device)
-        return torch.cat([self._visible_pointers.get(oid, self._nan_pointer()) for oid in ids], dim=0)
+        return self._kept_pointers(ids)
 
-    def _nan_pointer(self) -> torch.Tensor:
-        return torch.full((1, self.model.pointer_dim), float("nan"), device=self.model.device)
+    def _kept_pointers(self, ids: list[int]) -> torch.Tensor:
+        """The kept pointers of ``ids`` as rows, NaN for objects never seen visible (one NaN row is built only
+        when some object needs it: a per-object default would launch a fill per object per frame)."""
+        rows = [self._visible_pointers.get(oid) for oid in ids]
+        if any(r is None for r in rows):
+            nan = torch.full((1, self.model.pointer_dim), float("nan"), device=self.model.device)
+            rows = [nan if r is None else r for r in rows]
+        return torch.cat(rows, dim=0)
 
     @torch.no_grad()
     def commit(self, feats: FrameFeatures) -> FrameOutput:
@@ -408,11 +414,14 @@ class Sam2Session:
                     self._pos_mem = pos[:, :1].float().clone()
                 for j, i in enumerate(idx):
                     maskmem[i] = mm[:, j:j + 1].clone()
-        self._keep_visible_pointers(ids, pend, scores)
+        pointers = torch.cat([p.pointer for p in pend], dim=0)
+        self._keep_visible_pointers(ids, pointers, scores)
         for i, (oid, p) in enumerate(zip(ids, pend)):
             obj = self._objects[oid]
-            # own copies: a slice of a batched tensor would keep the whole batch's storage alive
-            mem = Memory(maskmem.get(i), p.pointer.clone(), p.score.clone())
+            # the memories are own copies: a slice of the batched encoding would keep the whole batch's
+            # storage (1 MB per object) alive; pointers and scores are rows of this frame's small tensors
+            # (N x 256 and N values), sliced rather than copied per object
+            mem = Memory(maskmem.get(i), pointers[i:i + 1], scores[i:i + 1])
             if p.prompted:
                 obj.noncond.pop(step, None)
                 obj.cond[step] = mem
@@ -423,11 +432,11 @@ class Sam2Session:
         self._pending = {}
         return self._output(feats.frame_idx, ids, low, scores)
 
-    def _keep_visible_pointers(self, ids: list[int], pend: list[_Pending], scores: torch.Tensor) -> None:
+    def _keep_visible_pointers(self, ids: list[int], pointers: torch.Tensor, scores: torch.Tensor) -> None:
         """Each object's pointer on this frame where it is visible, else the one kept before: three small
         device ops for all objects, no host read (the visibility is decided on the device)."""
-        new = torch.cat([p.pointer for p in pend], dim=0).float()
-        old = torch.cat([self._visible_pointers.get(oid, self._nan_pointer()) for oid in ids], dim=0)
+        new = pointers.float()
+        old = self._kept_pointers(ids)
         kept = torch.where(scores.reshape(-1, 1) > 0, new, old)
         self._visible_pointers = {oid: kept[i:i + 1] for i, oid in enumerate(ids)}
 
