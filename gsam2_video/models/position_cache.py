@@ -2,10 +2,11 @@
 
 Why: the vision neck of transformers' SAM 2 rebuilds a sine position encoding for each of its four FPN
 levels on every frame. The encoding depends only on the level's shape, device and dtype, but transformers
-memoises it with an LRU cache of size one, which four alternating shapes always miss. At SAM 2's real size
-(1024 input) that is 92 kernel launches and 21 M sin/cos values per frame (about 85 MB written; 300 ms of a
-CPU core), for tensors that never change. Here each shape's encoding is kept for the life of the model:
-85 MB at fp32 (half at bf16), bit-identical to the recomputed ones.
+memoises it with an LRU cache of size one, which four alternating shapes always miss: every frame pays a
+few dozen kernel launches and a full-resolution sin/cos pass for tensors that never change. Here each
+shape's encoding is kept for the life of the model (one tensor per FPN level, at the autocast precision),
+bit-identical to the recomputed ones. Launches saved, time saved and bytes kept at SAM 2's real size:
+benchmarks/README.md, "SAM 2's position encodings".
 
 The cache is per model instance (no module-level state) and bypassed while torch.compile traces the
 encoder (``--compile``), where inductor fuses the computation instead. The cached tensors are shared by
